@@ -1,0 +1,1 @@
+"""The ``leakloc`` command line (installed as ``leakloc.cli``)."""
