@@ -127,6 +127,8 @@ class PhaseSeries:
     skipped : list of dict, ``{"path": ..., "reason": ...}`` objects that were not passes
     study_uid : str
     notes : list of str, things the reader did that the report should say (resampling, ...)
+    patient : dict, identifiers (PatientName, PatientID, StudyDate, ...); report.html hides them
+        unless asked
     """
 
     phases: list
@@ -136,6 +138,7 @@ class PhaseSeries:
     skipped: list = field(default_factory=list)
     study_uid: str = ""
     notes: list = field(default_factory=list)
+    patient: dict = field(default_factory=dict)
     _loader: Callable[[int], np.ndarray] | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
     cache_size: int = 2

@@ -52,6 +52,8 @@ class Analysis:
     mip_sagittal_hu, mip_coronal_hu : ndarray, shape (P, Z, W), enhancement MIPs straightened
         along the centreline (W across the canal, ventral/left first)
     mip_width_mm : float, physical width W spans
+    axial_hu : ndarray, shape (Y, X), HU, or None; the axial slice through the top defect at the first
+        pass that shows the leak (``axial_phase``, ``axial_slice``); axial_enh_hu the same minus baseline
     motion_mm : list of float, rigid motion found per pass (0 for the first)
     timings_s : dict, seconds per stage
     warnings : list of str
@@ -74,6 +76,10 @@ class Analysis:
     mip_sagittal_hu: np.ndarray
     mip_coronal_hu: np.ndarray
     mip_width_mm: float = 60.0
+    axial_hu: np.ndarray | None = None
+    axial_enh_hu: np.ndarray | None = None
+    axial_phase: int = -1
+    axial_slice: int = -1
     motion_mm: list = field(default_factory=list)
     timings_s: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
