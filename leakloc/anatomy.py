@@ -46,6 +46,8 @@ class Anatomy:
     cranial_step : int, +1 when slice index increases cranially, else -1
     dependent : str, the side contrast layers on (``'ventral'`` prone, ``'dorsal'`` supine, ...)
     notes : list of str
+    canal_radius_mm : ndarray, shape (Z, n_angles), mm; bony canal radius around the centreline
+    roi_yx : (y0, y1, x0, x1), the in-plane box the analysis worked in
     """
 
     centreline_yx: np.ndarray
@@ -58,3 +60,477 @@ class Anatomy:
     cranial_step: int = 1
     dependent: str = "dorsal"
     notes: list = field(default_factory=list)
+    canal_radius_mm: np.ndarray | None = None
+    roi_yx: tuple = (0, None, 0, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry helpers
+# --------------------------------------------------------------------------------------------
+
+import math  # noqa: E402
+
+from scipy import ndimage, signal  # noqa: E402
+
+from leakloc import AnalysisError  # noqa: E402
+from leakloc import levels as _lv  # noqa: E402
+
+#: HU above which baseline voxels count as bone (or calcification) for the canal border
+BONE_HU = 300.0
+#: enhancement (HU over baseline) that marks intrathecal contrast when finding the sac
+SAC_ENH_HU = 120.0
+
+_DEPENDENT = {"HFP": "ventral", "FFP": "ventral", "HFS": "dorsal", "FFS": "dorsal",
+              "HFDR": "right", "FFDR": "right", "HFDL": "left", "FFDL": "left"}
+
+
+def patient_axes(direction, spacing_mm):
+    """Ventral and left unit vectors in (y, x) mm of the index grid, and the cranial slice step.
+
+    Parameters
+    ----------
+    direction : sequence of 9 float, ITK row-major direction cosines (LPS)
+    spacing_mm : sequence of 3 float, (x, y, z) mm
+
+    Returns
+    -------
+    ventral_yx, left_yx : ndarray, shape (2,), unit vectors in index (y, x) space scaled to mm
+    cranial_step : int, +1 when the slice index increases towards the head
+    """
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    # index axis x is column 0, y is column 1, z column 2. LPS anterior = -y, left = +x.
+    ventral = np.array([-d[1, 1], -d[1, 0]])
+    left = np.array([d[0, 1], d[0, 0]])
+    if np.linalg.norm(ventral) < 0.3 or np.linalg.norm(left) < 0.3:
+        raise AnalysisError("slices are not axial: the index axes do not span left-right and "
+                            "anterior-posterior (direction cosines)")
+    ventral /= np.linalg.norm(ventral)
+    left /= np.linalg.norm(left)
+    cranial_step = 1 if d[2, 2] >= 0 else -1
+    return ventral, left, cranial_step
+
+
+def dependent_side(patient_position: str) -> str:
+    """The side contrast layers on for a DICOM PatientPosition (default supine: dorsal)."""
+    return _DEPENDENT.get((patient_position or "").strip().upper(), "dorsal")
+
+
+def coarse_centreline(enh_max, spacing_yx_mm, min_enh_hu=SAC_ENH_HU):
+    """Canal centre per slice from where intrathecal contrast went, on any (sub-sampled) grid.
+
+    Parameters
+    ----------
+    enh_max : ndarray, shape (Z, Y, X), HU; temporal maximum minus minimum (or pre-contrast)
+    spacing_yx_mm : (float, float), in-plane spacing of ``enh_max``
+    min_enh_hu : float, enhancement that marks contrast
+
+    Returns
+    -------
+    centre_yx : ndarray, shape (Z, 2), voxels; interpolated on slices contrast never reached
+    reached : ndarray, shape (Z,), bool; slices where the contrast column was found
+    """
+    mask = enh_max > min_enh_hu
+    if not mask.any():
+        raise AnalysisError(f"no intrathecal contrast: no voxel enhances by more than "
+                            f"{min_enh_hu:.0f} HU in any pass")
+    lab, n = ndimage.label(mask)
+    objs = ndimage.find_objects(lab)
+    # the contrast column: the component spanning the most slices (ties: largest volume)
+    sizes = ndimage.sum_labels(mask, lab, index=np.arange(1, n + 1))
+    best = max(range(n), key=lambda k: ((objs[k][0].stop - objs[k][0].start), sizes[k]))
+    col = lab == best + 1
+    if objs[best][0].stop - objs[best][0].start < 3:
+        raise AnalysisError("no intrathecal contrast column: the enhancing voxels span fewer "
+                            "than 3 slices")
+    z = np.arange(enh_max.shape[0])
+    w = np.where(col, enh_max, 0.0).astype(np.float64)
+    tot = w.sum(axis=(1, 2))
+    yy = np.arange(enh_max.shape[1])[None, :, None]
+    xx = np.arange(enh_max.shape[2])[None, None, :]
+    reached = tot > 0
+    cy = np.where(reached, (w * yy).sum(axis=(1, 2)) / np.maximum(tot, 1e-9), np.nan)
+    cx = np.where(reached, (w * xx).sum(axis=(1, 2)) / np.maximum(tot, 1e-9), np.nan)
+    centre = np.stack([_fill_nan(cy, z), _fill_nan(cx, z)], axis=1)
+    return centre, reached
+
+
+def _fill_nan(v, z):
+    ok = np.isfinite(v)
+    if not ok.any():
+        return np.zeros_like(v)
+    return np.interp(z, z[ok], v[ok])
+
+
+def smooth_along_z(v, sigma_slices):
+    """Gaussian smoothing of per-slice values (shape (Z, ...)) along z, edges reflected."""
+    if sigma_slices <= 0:
+        return v
+    return ndimage.gaussian_filter1d(v, sigma_slices, axis=0, mode="nearest")
+
+
+def polar_grid(shape_zyx, centre_yx, spacing_yx_mm):
+    """Radius (mm) and offsets (mm) of every voxel from the per-slice centre.
+
+    Returns
+    -------
+    dy_mm, dx_mm : ndarray, shape (Z, Y, X), float32
+    """
+    z, y, x = shape_zyx
+    yy = np.arange(y, dtype=np.float32)[None, :, None]
+    xx = np.arange(x, dtype=np.float32)[None, None, :]
+    dy = (yy - centre_yx[:, 0, None, None].astype(np.float32)) * np.float32(spacing_yx_mm[0])
+    dx = (xx - centre_yx[:, 1, None, None].astype(np.float32)) * np.float32(spacing_yx_mm[1])
+    return dy, dx
+
+
+def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0, step_mm=0.5,
+                 bone_hu=BONE_HU, z_window=7):
+    """Radius of the bony canal around the centre, per slice and direction, by casting rays.
+
+    Each ray stops at the first voxel of the baseline denser than ``bone_hu``; rays that leave
+    through a foramen or an interspace take the median of their neighbours along z.
+
+    Parameters
+    ----------
+    baseline : ndarray, shape (Z, Y, X), HU (pre-contrast or temporal minimum)
+    centre_yx : ndarray, shape (Z, 2), voxels
+    spacing_yx_mm : (float, float)
+
+    Returns
+    -------
+    radius_mm : ndarray, shape (Z, n_angles), mm; angle k is ``2 pi k / n_angles`` measured from
+        the +y index axis towards +x
+    """
+    nz = baseline.shape[0]
+    ang = 2 * np.pi * np.arange(n_angles) / n_angles
+    r = np.arange(step_mm, r_max_mm + 1e-9, step_mm)
+    uy = np.cos(ang)[:, None] * r[None, :] / spacing_yx_mm[0]
+    ux = np.sin(ang)[:, None] * r[None, :] / spacing_yx_mm[1]
+    zz = np.broadcast_to(np.arange(nz)[:, None, None], (nz, n_angles, r.size))
+    py = centre_yx[:, 0, None, None] + uy[None]
+    px = centre_yx[:, 1, None, None] + ux[None]
+    vals = ndimage.map_coordinates(baseline, [zz.ravel(), py.ravel(), px.ravel()], order=1,
+                                   mode="nearest").reshape(nz, n_angles, r.size)
+    hit = vals > bone_hu
+    first = np.where(hit.any(axis=2), hit.argmax(axis=2), r.size - 1)
+    radius = r[first].astype(float)
+    radius[~hit.any(axis=2)] = np.nan
+    # open rays (foramina, interspaces): borrow from the same direction on neighbouring slices
+    med = ndimage.generic_filter(np.nan_to_num(radius, nan=r_max_mm), np.median,
+                                 size=(z_window, 3), mode="nearest")
+    out = np.where(np.isfinite(radius), np.minimum(radius, med * 1.35), med)
+    # a canal is never narrower than 4 mm in radius unless something dense sits in it
+    return np.clip(out, 2.0, r_max_mm)
+
+
+def angle_of(dy_mm, dx_mm):
+    """Angle (rad, 0..2pi) from +y towards +x, matching :func:`canal_radius`."""
+    a = np.arctan2(dx_mm, dy_mm)
+    return np.where(a < 0, a + 2 * np.pi, a)
+
+
+def sector_map(dy_mm, dx_mm, ventral_yx, left_yx):
+    """Sector code (VENTRAL, DORSAL, LEFT, RIGHT) of every voxel around the centreline, uint8."""
+    v = dy_mm * np.float32(ventral_yx[0]) + dx_mm * np.float32(ventral_yx[1])
+    lft = dy_mm * np.float32(left_yx[0]) + dx_mm * np.float32(left_yx[1])
+    out = np.where(np.abs(v) >= np.abs(lft), np.where(v >= 0, VENTRAL, DORSAL),
+                   np.where(lft >= 0, LEFT, RIGHT))
+    return out.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Levels
+# --------------------------------------------------------------------------------------------
+
+def levels_from_labelmap(labelmap, centre_yx, spacing_yx_mm, radius_mm=60.0):
+    """Level coordinate per slice from a TotalSegmentator ``total`` vertebra label map.
+
+    Parameters
+    ----------
+    labelmap : ndarray, shape (Z, Y, X), int; ids 26..50 = S1..C1 (others ignored)
+    centre_yx : ndarray, shape (Z, 2), voxels
+    radius_mm : float, only labels this close to the canal count
+
+    Returns
+    -------
+    level_coord : ndarray, shape (Z,), float, NaN outside the labelled vertebrae
+    """
+    nz = labelmap.shape[0]
+    dy, dx = polar_grid(labelmap.shape, centre_yx, spacing_yx_mm)
+    near = (dy * dy + dx * dx) < radius_mm ** 2
+    lab = np.where(near, labelmap, 0)
+    zs, ids = [], []
+    zidx = np.broadcast_to(np.arange(nz)[:, None, None], lab.shape)
+    for vid, name in _lv.TOTALSEG_NAME.items():
+        m = lab == vid
+        cnt = int(m.sum())
+        if cnt == 0:
+            continue
+        zs.append(float(zidx[m].mean()))
+        ids.append(_lv.index(name))
+    if len(ids) < 1:
+        raise AnalysisError("the level label map has no vertebra (TotalSegmentator ids 26-50) "
+                            "near the spinal canal")
+    order = np.argsort(zs)
+    zs = np.asarray(zs)[order]
+    ids = np.asarray(ids, dtype=float)[order]
+    if len(ids) >= 2 and not (np.all(np.diff(ids) < 0) or np.all(np.diff(ids) > 0)):
+        raise AnalysisError("the level label map is out of order along the spine "
+                            "(vertebra ids do not change monotonically with z)")
+    return _coord_from_centres(zs, ids, nz)
+
+
+def _coord_from_centres(z_centres, coords, nz):
+    """Level coordinate per slice by interpolating between body centre slices; NaN beyond half a
+    level outside the first and last centre."""
+    z = np.arange(nz, dtype=float)
+    if len(z_centres) == 1:
+        out = np.full(nz, np.nan)
+        out[int(round(z_centres[0]))] = coords[0]
+        return out
+    slope = np.diff(coords) / np.diff(z_centres)
+    out = np.interp(z, z_centres, coords)
+    lo, hi = z_centres[0], z_centres[-1]
+    out = np.where(z < lo, coords[0] + (z - lo) * slope[0], out)
+    out = np.where(z > hi, coords[-1] + (z - hi) * slope[-1], out)
+    out[(out < coords.min() - 0.75) | (out > coords.max() + 0.75)] = np.nan
+    return out
+
+
+def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, depth_mm=(6.0, 22.0),
+                 half_width_mm=7.0):
+    """Mean baseline HU per slice in a box ventral to the canal, where vertebral bodies and discs are.
+
+    Returns
+    -------
+    profile_hu : ndarray, shape (Z,), HU
+    """
+    nz = baseline.shape[0]
+    n_ang = radius_mm.shape[1]
+    # the ventral ray's canal radius
+    ang_v = math.atan2(ventral_yx[1], ventral_yx[0]) % (2 * np.pi)
+    k = int(round(ang_v / (2 * np.pi) * n_ang)) % n_ang
+    r_v = radius_mm[:, k]
+    perp = np.array([-ventral_yx[1], ventral_yx[0]])
+    dd = np.arange(depth_mm[0], depth_mm[1] + 1e-9, 1.0)
+    ww = np.arange(-half_width_mm, half_width_mm + 1e-9, 1.0)
+    D, W = np.meshgrid(dd, ww, indexing="ij")
+    pts_mm = (r_v[:, None, None, None] + D[None, ..., None]) * ventral_yx[None, None, None, :] + \
+        W[None, ..., None] * perp[None, None, None, :]
+    py = centre_yx[:, 0, None, None] + pts_mm[..., 0] / spacing_yx_mm[0]
+    px = centre_yx[:, 1, None, None] + pts_mm[..., 1] / spacing_yx_mm[1]
+    zz = np.broadcast_to(np.arange(nz)[:, None, None], py.shape)
+    vals = ndimage.map_coordinates(baseline, [zz.ravel(), py.ravel(), px.ravel()], order=1,
+                                   mode="nearest").reshape(py.shape)
+    return np.median(vals.reshape(nz, -1), axis=1)
+
+
+def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
+    """Level coordinate per slice from the vertebral body / disc profile, named from the top.
+
+    Discs are the minima of the profile between denser bodies. The most cranial body whose
+    height is at least 60 % of the next one's is ``top_vertebra``.
+
+    Parameters
+    ----------
+    profile_hu : ndarray, shape (Z,), HU (see :func:`body_profile`)
+    z_mm : ndarray, shape (Z,), LPS z of each slice
+    top_vertebra : str
+    cranial_step : int
+
+    Returns
+    -------
+    level_coord : ndarray, shape (Z,), NaN outside the bodies found
+    discs_z : ndarray, slice indices of the discs found (cranial first)
+    """
+    try:
+        top = _lv.index(top_vertebra)
+    except ValueError as exc:
+        raise AnalysisError(f"--top-vertebra: {exc}")
+    nz = profile_hu.size
+    dz = float(np.median(np.abs(np.diff(z_mm)))) if nz > 1 else 1.0
+    # order slices cranial -> caudal
+    order = np.arange(nz)[::-1] if cranial_step > 0 else np.arange(nz)
+    p = profile_hu[order]
+    p = ndimage.gaussian_filter1d(p, max(0.6, 1.5 / dz), mode="nearest")
+    min_sep = max(2, int(round(11.0 / dz)))  # bodies are >= ~12 mm tall
+    prom = max(25.0, 0.15 * float(np.percentile(p, 90) - np.percentile(p, 10)))
+    discs, _ = signal.find_peaks(-p, distance=min_sep, prominence=prom)
+    if discs.size < 2:
+        raise AnalysisError("could not find vertebral bodies and discs along the canal to name "
+                            "the levels; give --levels LABELMAP")
+    heights = np.diff(discs)
+    centres = list((discs[:-1] + discs[1:]) / 2.0)
+    # the partial segment above the first disc counts when it is nearly a whole body
+    if discs[0] >= 0.6 * heights[0] and discs[0] > 1:
+        centres.insert(0, discs[0] - heights[0] / 2.0)
+    # and below the last disc
+    if (len(p) - 1 - discs[-1]) >= 0.6 * heights[-1]:
+        centres.append(discs[-1] + heights[-1] / 2.0)
+    centres = np.asarray(centres)
+    coords = top + np.arange(centres.size, dtype=float)
+    if coords[-1] > len(_lv.VERTEBRAE) - 1 + 0.5:
+        raise AnalysisError(f"--top-vertebra {top_vertebra} does not fit: {centres.size} vertebral "
+                            f"bodies found below it, more than the spine has")
+    coord_c2c = _coord_from_centres(centres, coords, nz)
+    out = np.empty(nz)
+    out[order] = coord_c2c
+    return out, order[discs]
+
+
+# --------------------------------------------------------------------------------------------
+# The whole anatomy
+# --------------------------------------------------------------------------------------------
+
+def first_pass_index(arrival_s, slice_times_s):
+    """Index of the first pass in which each voxel is enhanced (P where never).
+
+    Parameters
+    ----------
+    arrival_s : ndarray, shape (Z, Y, X), s, NaN = never
+    slice_times_s : ndarray, shape (P, Z), s
+
+    Returns
+    -------
+    ndarray, shape (Z, Y, X), int16
+    """
+    p = slice_times_s.shape[0]
+    k = np.full(arrival_s.shape, p, dtype=np.int16)
+    fin = np.isfinite(arrival_s)
+    for j in range(p - 1, -1, -1):
+        k[fin & (arrival_s <= slice_times_s[j][:, None, None] + 1e-3)] = j
+    return k
+
+
+def level_list(level_coord, z_mm):
+    """The vertebrae present, cranial first, from the level coordinate of every slice."""
+    out = []
+    fin = np.isfinite(level_coord)
+    if not fin.any():
+        return out
+    dz = float(np.median(np.abs(np.diff(z_mm)))) if z_mm.size > 1 else 1.0
+    near = np.round(np.where(fin, level_coord, -99)).astype(int)
+    for i in range(len(_lv.VERTEBRAE)):
+        sl = np.nonzero(near == i)[0]
+        if sl.size == 0:
+            continue
+        zr = (float(z_mm[sl].min() - dz / 2), float(z_mm[sl].max() + dz / 2))
+        out.append(Level(name=_lv.VERTEBRAE[i], coord=float(i), z_range_mm=zr,
+                         slices=(int(sl.min()), int(sl.max()))))
+    return out
+
+
+def build_anatomy(baseline, peak_hu, arrival_s, slice_times_s, spacing_mm, direction, z_mm,
+                  centre_yx, patient_position="", labelmap=None, top_vertebra=None,
+                  full_shape=None, roi_yx=(0, None, 0, None), shell_mm=25.0):
+    """Canal, sac, epidural space, paraspinal shell, sectors and levels of one study.
+
+    Works on a region of interest around the canal; the returned masks are on the full grid.
+
+    Parameters
+    ----------
+    baseline : ndarray, shape (Z, Y, X), HU; pre-contrast pass or temporal minimum (ROI)
+    peak_hu : ndarray, shape (Z, Y, X), HU; peak enhancement over baseline (ROI)
+    arrival_s : ndarray, shape (Z, Y, X), s; contrast arrival per voxel, NaN = never (ROI)
+    slice_times_s : ndarray, shape (P, Z), s
+    spacing_mm : (x, y, z) mm; direction : 9 direction cosines; z_mm : ndarray, shape (Z,)
+    centre_yx : ndarray, shape (Z, 2), coarse canal centre in ROI voxels
+    labelmap : ndarray, shape (Z, Y, X), int, or None (ROI)
+    top_vertebra : str or None
+    full_shape : (Z, Y, X) of the full grid; roi_yx : (y0, y1, x0, x1) of the ROI in it
+
+    Returns
+    -------
+    Anatomy
+    """
+    nz, ny, nx = baseline.shape
+    sp_yx = (float(spacing_mm[1]), float(spacing_mm[0]))
+    ventral, left, cranial_step = patient_axes(direction, spacing_mm)
+    notes = []
+
+    # 1. canal: cast rays from the contrast centre, then re-centre on the bony canal itself
+    centre = np.asarray(centre_yx, dtype=float).copy()
+    sigma = max(1.0, 8.0 / float(spacing_mm[2]))
+    radius = None
+    for _ in range(2):
+        radius = canal_radius(baseline, centre, sp_yx)
+        ang = 2 * np.pi * np.arange(radius.shape[1]) / radius.shape[1]
+        # centroid of the canal polygon (area-weighted by r^2)
+        w = radius ** 2
+        off_y = (w * radius * np.cos(ang)).sum(1) / w.sum(1) * (2.0 / 3.0)
+        off_x = (w * radius * np.sin(ang)).sum(1) / w.sum(1) * (2.0 / 3.0)
+        centre = centre + smooth_along_z(np.stack([off_y / sp_yx[0], off_x / sp_yx[1]], 1), sigma)
+    radius = canal_radius(baseline, centre, sp_yx)
+
+    dy, dx = polar_grid(baseline.shape, centre, sp_yx)
+    rr = np.sqrt(dy * dy + dx * dx)
+    th = angle_of(dy, dx)
+    n_ang = radius.shape[1]
+    kf = th / (2 * np.pi) * n_ang
+    k0 = np.floor(kf).astype(np.int32) % n_ang
+    k1 = (k0 + 1) % n_ang
+    f = (kf - np.floor(kf)).astype(np.float32)
+    zi = np.arange(nz)[:, None, None]
+    r_edge = (1 - f) * radius[zi, k0] + f * radius[zi, k1]
+    del k0, k1, f, kf
+    canal = rr <= r_edge
+
+    # 2. sac: what the intrathecal front filled in its first pass at each slice, holes filled
+    kpass = first_pass_index(arrival_s, slice_times_s)
+    p = slice_times_s.shape[0]
+    kc = np.where(canal, kpass, p)
+    k_it = np.full(nz, p, dtype=np.int16)
+    for z in range(nz):
+        v = kc[z][kc[z] < p]
+        if v.size >= 3:
+            k_it[z] = int(np.percentile(v, 5))
+    seed = canal & (kpass <= k_it[:, None, None])
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = ndimage.generate_binary_structure(2, 1)
+    seed = ndimage.binary_closing(seed, structure=plane, iterations=1)
+    seed = ndimage.binary_fill_holes(seed, structure=plane)
+    no_contrast = k_it >= p
+    water = canal & (baseline > -40.0) & (baseline < 150.0)
+    sac = np.where(no_contrast[:, None, None], water, seed & canal)
+    if no_contrast.all():
+        raise AnalysisError("intrathecal contrast never reaches the spinal canal in the field of view")
+    if no_contrast.any():
+        notes.append(f"contrast never reached {int(no_contrast.sum())} of {nz} slices")
+
+    epidural = canal & ~sac
+    shell = (~canal) & (rr <= r_edge + shell_mm) & (baseline < 200.0) & (baseline > -400.0)
+    comp = np.zeros(baseline.shape, np.uint8)
+    comp[shell] = PARASPINAL
+    comp[epidural] = EPIDURAL
+    comp[sac] = SAC
+    sectors = sector_map(dy, dx, ventral, left)
+
+    # 3. levels
+    if labelmap is not None:
+        level_coord = levels_from_labelmap(labelmap, centre, sp_yx)
+        notes.append("levels from the label map")
+    elif top_vertebra:
+        prof = body_profile(baseline, centre, radius, sp_yx, ventral)
+        level_coord, _ = levels_from_bodies(prof, z_mm, top_vertebra, cranial_step)
+        notes.append(f"levels named from --top-vertebra {top_vertebra.upper()} and the bodies found")
+    else:
+        raise AnalysisError("no level anchor: give --levels LABELMAP or --top-vertebra NAME "
+                            "(the most cranial vertebral body in the field of view)")
+    lv = level_list(level_coord, np.asarray(z_mm, float))
+    if not lv:
+        raise AnalysisError("no vertebral level could be placed along the canal")
+
+    # 4. embed into the full grid
+    full_shape = tuple(full_shape) if full_shape is not None else baseline.shape
+    y0, y1, x0, x1 = roi_yx
+    y1 = y0 + ny if y1 is None else y1
+    x1 = x0 + nx if x1 is None else x1
+    comp_full = np.zeros(full_shape, np.uint8)
+    comp_full[:, y0:y1, x0:x1] = comp
+    sec_full = np.zeros(full_shape, np.uint8)
+    sec_full[:, y0:y1, x0:x1] = sectors
+    return Anatomy(centreline_yx=centre + np.array([y0, x0], float), compartments=comp_full,
+                   sectors=sec_full, level_coord=level_coord, levels=lv,
+                   ventral_yx=ventral, left_yx=left, cranial_step=cranial_step,
+                   dependent=dependent_side(patient_position), notes=notes,
+                   canal_radius_mm=radius, roi_yx=(y0, y1, x0, x1))
