@@ -1,0 +1,1 @@
+"""Synthetic dynamic CT myelograms with a ground truth."""
