@@ -228,4 +228,31 @@ def read_labelmap(path, grid: Grid) -> np.ndarray:
 
 def write_volume(path, array: np.ndarray, grid: Grid) -> None:
     """Write ``array`` (shape (Z, Y, X)) on ``grid`` to ``path`` (.nii.gz, .nrrd, .mha), atomically."""
-    raise NotImplementedError
+    # minimal version (report engineer): SimpleITK image on the grid, temp file + os.replace
+    import os
+    import tempfile
+
+    import SimpleITK as sitk
+
+    arr = np.asarray(array)
+    if arr.shape != grid.shape_zyx:
+        raise InputError(f"{path}: array shape {arr.shape} does not match grid {grid.shape_zyx}")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    img.SetSpacing([float(s) for s in grid.spacing_mm])
+    img.SetOrigin([float(s) for s in grid.origin_mm])
+    img.SetDirection([float(s) for s in grid.direction])
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    ext = next((e for e in (".nii.gz", ".nii", ".nrrd", ".mha") if name.endswith(e)), "")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=folder)
+    os.close(fd)
+    try:
+        sitk.WriteImage(img, tmp, useCompression=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
