@@ -251,6 +251,9 @@ def write_volume(path, array: np.ndarray, grid: Grid) -> None:
     os.close(fd)
     try:
         sitk.WriteImage(img, tmp, useCompression=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
