@@ -42,3 +42,301 @@ class Defect:
         return {"level": self.level, "z_mm": round(float(self.z_mm), 2), "side": self.side,
                 "kind": self.kind, "onset_time_s": round(float(self.onset_time_s), 2),
                 "confidence": round(float(self.confidence), 3)}
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates from the extravasated contrast
+# --------------------------------------------------------------------------------------------
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy import ndimage, signal  # noqa: E402
+
+from leakloc import anatomy as _an  # noqa: E402
+from leakloc import levels as _lv  # noqa: E402
+
+#: peak enhancement (HU) that makes a voxel outside the sac extravasated contrast
+EXTRAVASATION_HU = 90.0
+#: a fistula's vein: enhancement and absolute density (HU)
+VENOUS_ENH_HU, VENOUS_ABS_HU = 30.0, 70.0
+#: smallest candidate worth a look, mm^3
+MIN_VOLUME_MM3 = 12.0
+
+
+@dataclass
+class Voxels:
+    """The per-voxel maps detection reads (all on the analysis region of interest).
+
+    compartments, sectors : uint8 (Z, Y, X); peak_hu : float32, peak enhancement, HU;
+    arrival_s : float32, s, NaN = never; baseline_hu : float32, HU;
+    first_pass : int16, first pass each voxel is enhanced in (P = never);
+    level_coord : (Z,); z_mm : (Z,); slice_times_s : (P, Z); spacing_mm : (x, y, z)
+    t_intrathecal_s : (Z,), local intrathecal arrival per slice, NaN = never
+    """
+
+    compartments: np.ndarray
+    sectors: np.ndarray
+    peak_hu: np.ndarray
+    arrival_s: np.ndarray
+    baseline_hu: np.ndarray
+    first_pass: np.ndarray
+    level_coord: np.ndarray
+    z_mm: np.ndarray
+    slice_times_s: np.ndarray
+    spacing_mm: tuple
+    t_intrathecal_s: np.ndarray
+
+
+def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
+    """Local intrathecal arrival per slice: early (5th percentile) arrival of the sac's voxels.
+
+    Returns
+    -------
+    ndarray, shape (Z,), s, NaN where contrast never reached the sac
+    """
+    nz = arrival_s.shape[0]
+    out = np.full(nz, np.nan)
+    for z in range(nz):
+        a = arrival_s[z][(compartments[z] == _an.SAC) & np.isfinite(arrival_s[z])]
+        if a.size >= 3:
+            out[z] = float(np.percentile(a, 5))
+    ok = np.isfinite(out)
+    if ok.sum() >= 3 and sigma_slices > 0:
+        # median over a few slices: one noisy slice must not move the front
+        filled = np.where(ok, out, np.interp(np.arange(nz), np.nonzero(ok)[0], out[ok]))
+        sm = ndimage.median_filter(filled, size=3, mode="nearest")
+        out = np.where(ok, sm, np.nan)
+    return out
+
+
+def extravasation_mask(v: Voxels):
+    """Voxels of contrast outside the sac (epidural or paraspinal) and of opacified veins.
+
+    Returns
+    -------
+    strong : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU
+    venous : ndarray bool (Z, Y, X), weaker enhancement reaching venous fistula densities
+    """
+    outside = (v.compartments == _an.EPIDURAL) | (v.compartments == _an.PARASPINAL)
+    strong = outside & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
+    venous = outside & ~strong & (v.peak_hu >= VENOUS_ENH_HU) & \
+        (v.baseline_hu + v.peak_hu >= VENOUS_ABS_HU) & (v.baseline_hu > -30) & (v.baseline_hu < 150)
+    # a vein is a tube, not speckle: keep venous voxels only in clusters
+    venous = ndimage.binary_opening(venous, structure=ndimage.generate_binary_structure(3, 1))
+    return strong, venous
+
+
+def _level_at(v: Voxels, z: float) -> float:
+    zi = np.arange(v.level_coord.size, dtype=float)
+    ok = np.isfinite(v.level_coord)
+    if not ok.any():
+        return float("nan")
+    return float(np.interp(z, zi[ok], v.level_coord[ok]))
+
+
+def _sector_of(sect_codes, weights):
+    w = np.bincount(sect_codes.astype(np.int64), weights=weights, minlength=4)
+    return int(np.argmax(w)), w / max(w.sum(), 1e-9)
+
+
+def find_candidates(v: Voxels):
+    """Candidate defects, one or more per connected extravasation, each with its evidence.
+
+    Returns
+    -------
+    candidates : list of Defect, unranked, ``confidence`` not yet set
+    mask : ndarray, shape (Z, Y, X), uint8; 1 extravasated contrast, 2 opacified vein
+    """
+    strong, venous = extravasation_mask(v)
+    mask = np.zeros(strong.shape, np.uint8)
+    mask[strong] = 1
+    mask[venous] = 2
+    lab, n = ndimage.label(strong | venous, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return [], mask
+    sx, sy, sz = (float(s) for s in v.spacing_mm)
+    vox_mm3 = sx * sy * sz
+    sac = v.compartments == _an.SAC
+    near_sac = ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
+                                       iterations=max(1, int(round(4.0 / min(sx, sy)))))
+    p = v.slice_times_s.shape[0]
+    intervals = np.diff(np.sort(v.slice_times_s.mean(axis=1)))
+    interval_s = float(np.median(intervals)) if intervals.size else 10.0
+    out = []
+    objs = ndimage.find_objects(lab)
+    for k, sl in enumerate(objs, start=1):
+        sub = lab[sl] == k
+        nvox = int(sub.sum())
+        if nvox * vox_mm3 < MIN_VOLUME_MM3:
+            mask[sl][sub] = 0
+            continue
+        zz, yy, xx = np.nonzero(sub)
+        zz = zz + sl[0].start
+        yy = yy + sl[1].start
+        xx = xx + sl[2].start
+        arr = v.arrival_s[zz, yy, xx].astype(float)
+        pk = v.peak_hu[zz, yy, xx].astype(float)
+        comp = v.compartments[zz, yy, xx]
+        fin = np.isfinite(arr)
+        if fin.sum() < 3:
+            continue
+        is_venous = mask[zz, yy, xx] == 2
+        frac_para = float((comp == _an.PARASPINAL).mean())
+        frac_venous = float(is_venous.mean())
+        lc_all = np.array([_level_at(v, z) for z in np.unique(zz)])
+        span_levels = float(np.nanmax(lc_all) - np.nanmin(lc_all)) if np.isfinite(lc_all).any() else 0.0
+        kp = v.first_pass[zz, yy, xx]
+        k0 = int(kp[fin].min())
+        growth = float(nvox / max(1, int((kp == k0).sum())))
+
+        # onsets: the earliest contrast along the component, one per independent minimum
+        near = near_sac[zz, yy, xx] & fin
+        use = near if near.sum() >= 3 else fin
+        zu = np.unique(zz[use])
+        a_z = np.array([np.percentile(arr[use & (zz == z)], 10) for z in zu])
+        onsets_idx = [int(np.argmin(a_z))]
+        if zu.size >= 5:
+            fill = np.concatenate([[a_z.max() + 1], a_z, [a_z.max() + 1]])
+            pk_idx, props = signal.find_peaks(-fill, prominence=max(2.0, 0.3 * interval_s),
+                                              distance=max(2, int(round(30.0 / sz))))
+            pk_idx = [i - 1 for i in pk_idx]
+            if pk_idx:
+                onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: a_z[i])
+        for rank, oi in enumerate(onsets_idx):
+            onset = float(a_z[oi])
+            # the earliest voxels near this onset's slice
+            zc = zu[oi]
+            win = use & (np.abs(zz - zc) <= max(2, int(round(12.0 / sz))))
+            tol = max(1.0, 0.15 * interval_s)
+            early = win & (arr <= np.min(arr[win]) + tol)
+            w = np.clip(pk[early], 1.0, None)
+            z_c = float(np.average(zz[early], weights=w))
+            y_c = float(np.average(yy[early], weights=w))
+            x_c = float(np.average(xx[early], weights=w))
+            sector, sect_w = _sector_of(v.sectors[zz[early], yy[early], xx[early]], w)
+            lc = _level_at(v, z_c)
+            lc_early = np.array([_level_at(v, z) for z in zz[early]])
+            spread = float(np.std(lc_early)) if lc_early.size > 1 else 0.0
+            zi = int(round(z_c))
+            t_it = float(v.t_intrathecal_s[zi]) if np.isfinite(v.t_intrathecal_s[zi]) else float("nan")
+            delay = onset - t_it if math.isfinite(t_it) else float("nan")
+            venous_like = frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)
+            side = SIDES[sector]
+            if venous_like:
+                kind = "csf_venous_fistula"
+                if side in ("ventral", "dorsal"):
+                    # a fistula drains to one side: the heavier lateral sector
+                    side = "left" if sect_w[_an.LEFT] >= sect_w[_an.RIGHT] else "right"
+            elif side in ("left", "right"):
+                kind = "nerve_root_sleeve"
+            else:
+                kind = "dural_tear"
+            z_mm = float(np.interp(z_c, np.arange(v.z_mm.size), v.z_mm))
+            ev = dict(volume_mm3=nvox * vox_mm3, delay_s=delay, span_levels=span_levels,
+                      growth=growth, first_pass=k0, frac_paraspinal=frac_para,
+                      frac_venous=frac_venous, peak_median_hu=float(np.median(pk)),
+                      peak_max_hu=float(np.max(pk)), spread_levels=spread,
+                      sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
+                      component=k, onset_rank_in_component=rank, n_passes=p,
+                      t_intrathecal_s=t_it)
+            name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
+            out.append(Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind=kind,
+                              onset_time_s=onset, confidence=0.0, delay_s=delay, slice_index=zi,
+                              yx=(y_c, x_c), evidence=ev))
+    return out, mask
+
+
+def is_leak(c: Defect) -> bool:
+    """Whether a candidate is extravasation rather than something that fills with the sac.
+
+    Root sleeves, meningeal diverticula and pseudomeningoceles fill at the local intrathecal
+    arrival, stay local and do not grow; a leak starts later than the sac, spreads along the
+    spine or grows from pass to pass.
+    """
+    e = c.evidence
+    iv = max(e["interval_s"], 1.0)
+    delayed = math.isfinite(c.delay_s) and c.delay_s > 0.35 * iv
+    spreads = e["span_levels"] >= 1.5
+    grows = e["growth"] >= 2.0 and e["volume_mm3"] >= 60.0
+    if c.kind == "csf_venous_fistula":
+        return (delayed or grows or spreads) and e["volume_mm3"] >= 20.0
+    return delayed or spreads or grows
+
+
+def score(c: Defect) -> float:
+    """Raw evidence for a candidate (higher = more likely the defect), before calibration."""
+    e = c.evidence
+    iv = max(e["interval_s"], 1.0)
+    d = c.delay_s if math.isfinite(c.delay_s) else 0.0
+    s = (0.8 * math.log10(max(e["volume_mm3"], 1.0))
+         + 1.2 * min(max(d / iv, 0.0), 2.0)
+         + 0.6 * min(e["span_levels"], 4.0) / 4.0
+         + 0.4 * min(math.log2(max(e["growth"], 1.0)), 3.0) / 3.0
+         - 1.0 * min(e["spread_levels"], 2.0)
+         - 0.8 * e["onset_rank_in_component"])
+    return s
+
+
+#: Platt scaling of :func:`score` into a probability that the call is right (fitted on a sweep)
+CALIBRATION = (2.0, -2.0)
+
+
+def calibrate(raw: float, ambiguity: float = 0.0) -> float:
+    a, b = CALIBRATION
+    x = a * raw + b - 2.0 * ambiguity
+    return float(1.0 / (1.0 + math.exp(-x)))
+
+
+def rank(candidates):
+    """Split candidates into defects (leaks, ranked by onset then evidence) and the rest.
+
+    Returns
+    -------
+    defects : list of Defect (confidence set), most probable first
+    ranked : list of Defect, every candidate, leaks first
+    """
+    leaks = [c for c in candidates if is_leak(c)]
+    others = [c for c in candidates if not is_leak(c)]
+    for c in candidates:
+        c.evidence["score"] = score(c)
+        c.evidence["is_leak"] = c in leaks
+    # earliest onset first: the collection fills from the defect outward
+    leaks.sort(key=lambda c: (c.onset_time_s, -c.evidence["score"]))
+    defects = []
+    for c in leaks:
+        # the same defect seen twice (two components at the same place) is one defect
+        if any(abs(c.level_coord - d.level_coord) < 1.0 and c.side == d.side for d in defects):
+            continue
+        defects.append(c)
+    if defects:
+        t0 = defects[0].onset_time_s
+        for i, d in enumerate(defects):
+            amb = 0.0
+            if i == 0 and len(defects) > 1:
+                gap = (defects[1].onset_time_s - t0) / max(d.evidence["interval_s"], 1.0)
+                amb = max(0.0, 0.5 - gap)
+            d.confidence = calibrate(d.evidence["score"], amb)
+    for c in others:
+        c.confidence = calibrate(c.evidence["score"]) * 0.2
+    return defects, defects + [c for c in leaks if c not in defects] + others
+
+
+def static_reading(ext_last_pct, bins_present):
+    """What a single delayed CT myelogram shows: the densest extravasation in the last pass.
+
+    Parameters
+    ----------
+    ext_last_pct : ndarray, shape (N_BINS, 4), HU; epidural high-percentile enhancement per bin
+        and sector in the last pass
+    bins_present : ndarray, shape (N_BINS,), bool
+
+    Returns
+    -------
+    (level name, side) or None when nothing outside the sac enhances
+    """
+    v = np.where(bins_present[:, None] & np.isfinite(ext_last_pct), ext_last_pct, -np.inf)
+    if not np.isfinite(v).any() or v.max() < EXTRAVASATION_HU:
+        return None
+    b, s = np.unravel_index(int(np.argmax(v)), v.shape)
+    return _lv.name_of(b / 2.0), SIDES[s]

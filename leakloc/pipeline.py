@@ -90,5 +90,266 @@ class Analysis:
 
 
 def analyze(series, levels_map=None, top_vertebra: str | None = None, progress=None) -> Analysis:
-    """Analyse a dynamic study. See :class:`Analysis`."""
-    raise NotImplementedError
+    """Analyse a dynamic study.
+
+    Parameters
+    ----------
+    series : leakloc.io.PhaseSeries, two or more passes
+    levels_map : ndarray, shape (Z, Y, X), int, or None; vertebra labels (TotalSegmentator ids)
+    top_vertebra : str or None; the most cranial vertebral body in the field of view
+    progress : callable(str) or None
+
+    Returns
+    -------
+    Analysis
+
+    Raises
+    ------
+    leakloc.AnalysisError
+        A study that cannot be analysed, with the reason.
+    """
+    return _analyze_impl(series, levels_map, top_vertebra, progress)
+
+
+# --------------------------------------------------------------------------------------------
+# The analysis
+# --------------------------------------------------------------------------------------------
+
+import math  # noqa: E402
+import time  # noqa: E402
+
+from scipy import ndimage  # noqa: E402
+
+from leakloc import AnalysisError  # noqa: E402
+
+#: margin (mm) around the canal centre kept for the analysis (canal + paraspinal shell)
+ROI_MARGIN_MM = 50.0
+#: in-plane smoothing before differencing passes, mm (sigma)
+SMOOTH_MM = 0.8
+#: enhancement (HU) that counts as contrast for per-voxel arrival
+ARRIVAL_HU = 80.0
+
+
+def _say(progress, msg):
+    if progress is not None:
+        progress(msg)
+
+
+def _check_finite(vol, series, i):
+    if not np.isfinite(vol).all():
+        src = series.phases[i].source or f"phase {i}"
+        raise AnalysisError(f"phase {i} ({src}): NaN or infinite voxel values")
+
+
+def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> Analysis:
+    from leakloc import anatomy as an
+    from leakloc import detect as dt
+    from leakloc import kinetics as kn
+    from leakloc import plan as pl
+    from leakloc.kernels import region_stats, stream_phase
+
+    timings = {}
+    t0 = time.perf_counter()
+    n = series.n_phases
+    if n < 2:
+        raise AnalysisError(f"only {n} pass: a dynamic analysis needs two or more")
+    times = series.times_s
+    if np.any(np.diff(times) <= 0):
+        raise AnalysisError("pass times do not increase: " + ", ".join(f"{t:g}" for t in times))
+    grid = series.grid
+    sx, sy, sz = (float(v) for v in grid.spacing_mm)
+    nz, ny, nx = grid.shape_zyx
+    st = np.asarray(series.slice_times_s, dtype=np.float64)
+
+    # 1. a coarse look at every pass: where contrast goes (the canal) and whether bone moved
+    step = max(1, int(round(2.0 / min(sx, sy))))
+    mn = mx = None
+    bone_ref = None
+    moved = []
+    for i in range(n):
+        _say(progress, f"survey pass {i + 1}/{n}")
+        v = series.phase(i)
+        _check_finite(v, series, i)
+        sub = np.ascontiguousarray(v[:, ::step, ::step])
+        mn = sub.copy() if mn is None else np.minimum(mn, sub)
+        mx = sub.copy() if mx is None else np.maximum(mx, sub)
+        bone = sub > 700.0
+        if bone_ref is None:
+            bone_ref = bone
+            moved.append(0.0)
+        else:
+            inter = np.logical_and(bone, bone_ref).sum()
+            dice = 2.0 * inter / max(1, bone.sum() + bone_ref.sum())
+            moved.append(float(1.0 - dice))
+    centre_sub, _ = an.coarse_centreline(mx - mn, (sy * step, sx * step))
+    del mn, mx
+    centre = centre_sub * step
+    mrg_y, mrg_x = ROI_MARGIN_MM / sy, ROI_MARGIN_MM / sx
+    y0 = int(max(0, math.floor(centre[:, 0].min() - mrg_y)))
+    y1 = int(min(ny, math.ceil(centre[:, 0].max() + mrg_y) + 1))
+    x0 = int(max(0, math.floor(centre[:, 1].min() - mrg_x)))
+    x1 = int(min(nx, math.ceil(centre[:, 1].max() + mrg_x) + 1))
+    centre_roi = centre - np.array([y0, x0], float)
+    warnings = []
+    motion = [0.0] * n
+    if max(moved) > 0.5:
+        warnings.append("bone moved between passes (overlap of dense bone "
+                        f"{100 * (1 - max(moved)):.0f} %); subtraction may show contrast at bone edges")
+    timings["survey"] = time.perf_counter() - t0
+
+    # 2. the region of interest of every pass, smoothed, kept in memory (a fraction of one pass)
+    t1 = time.perf_counter()
+    sig = (0.0, SMOOTH_MM / sy, SMOOTH_MM / sx)
+    rois = []
+    for i in range(n):
+        _say(progress, f"read pass {i + 1}/{n}")
+        v = series.phase(i)[:, y0:y1, x0:x1]
+        rois.append(np.ascontiguousarray(ndimage.gaussian_filter(v.astype(np.float32), sig)))
+    stack_min = np.minimum.reduce(rois)
+    # a pre-contrast first pass: nothing in it is denser than the temporal minimum + noise
+    col = (np.maximum.reduce(rois) - stack_min) > an.SAC_ENH_HU
+    pre = bool(col.any() and float(np.median((rois[0] - stack_min)[col])) < 20.0)
+    baseline = rois[0] if pre else stack_min
+    timings["read_roi"] = time.perf_counter() - t1
+
+    # 3. kernels: per-voxel peak and arrival in one streaming pass per phase
+    t2 = time.perf_counter()
+    shape = baseline.shape
+    prev = np.empty(shape, np.float32)
+    peak = np.empty(shape, np.float32)
+    arrival = np.empty(shape, np.float32)
+    no_region = np.full(shape, -1, np.int32)
+    st_roi = np.ascontiguousarray(st)
+    for i in range(n):
+        stream_phase(rois[i], baseline, no_region, 1, prev, peak, arrival,
+                     None if i == 0 else st_roi[i - 1], st_roi[i], ARRIVAL_HU, first=(i == 0))
+    del prev, no_region
+    timings["kernels_voxel"] = time.perf_counter() - t2
+
+    # 4. anatomy
+    t3 = time.perf_counter()
+    _say(progress, "anatomy")
+    z_mm = grid.z_mm()
+    lab_roi = None if levels_map is None else np.ascontiguousarray(levels_map[:, y0:y1, x0:x1])
+    anat = an.build_anatomy(baseline, peak, arrival, st, grid.spacing_mm, grid.direction, z_mm,
+                            centre_roi, series.patient_position, labelmap=lab_roi,
+                            top_vertebra=top_vertebra, full_shape=grid.shape_zyx,
+                            roi_yx=(y0, y1, x0, x1))
+    comp = np.ascontiguousarray(anat.compartments[:, y0:y1, x0:x1])
+    sect = np.ascontiguousarray(anat.sectors[:, y0:y1, x0:x1])
+    timings["anatomy"] = time.perf_counter() - t3
+
+    # 5. statistics per half-level x compartment x sector x pass
+    t4 = time.perf_counter()
+    bins_z = kn.slice_bins(anat.level_coord)
+    region, n_regions = kn.region_map(comp, sect, bins_z)
+    stats = []
+    for i in range(n):
+        enh = np.subtract(rois[i], baseline, dtype=np.float32)
+        stats.append(region_stats(enh, region, n_regions, ARRIVAL_HU))
+    curves = kn.collect(stats, bins_z, st)
+    timings["kernels_stats"] = time.perf_counter() - t4
+
+    # 6. kinetics and detection
+    t5 = time.perf_counter()
+    _say(progress, "kinetics and detection")
+    t_it_slice = dt.intrathecal_arrival_per_slice(comp, arrival)
+    kpass = an.first_pass_index(arrival, st)
+    vox = dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak, arrival_s=arrival,
+                    baseline_hu=baseline, first_pass=kpass, level_coord=anat.level_coord,
+                    z_mm=z_mm, slice_times_s=st, spacing_mm=grid.spacing_mm,
+                    t_intrathecal_s=t_it_slice)
+    candidates, ext_roi = dt.find_candidates(vox)
+    defects, ranked = dt.rank(candidates)
+    plan = pl.propose(defects)
+
+    sac_bins = curves.sac_mean()
+    it_arr = kn.arrival_times(sac_bins, np.nan_to_num(curves.bin_times_s), kn.INTRATHECAL_ARRIVAL_HU)
+    epi_bins = curves.outside_pct(1)
+    para_bins = curves.outside_pct(2)
+    ext_arr = kn.arrival_times(epi_bins, np.nan_to_num(curves.bin_times_s), dt.EXTRAVASATION_HU)
+    ven_arr = kn.arrival_times(para_bins, np.nan_to_num(curves.bin_times_s), dt.VENOUS_ENH_HU + 40)
+    level_rows, names, it_l, ex_l, ve_l = [], [], [], [], []
+    for lv in anat.levels:
+        b = int(round(lv.coord * 2))
+        bs = [x for x in (b - 1, b, b + 1) if 0 <= x < kn.N_BINS and curves.present[x]]
+        def first(a, bs=bs):
+            vals = [a[x] for x in bs if np.isfinite(a[x])]
+            return float(min(vals)) if vals else float("nan")
+        row = LevelKinetics(name=lv.name, z_range_mm=lv.z_range_mm,
+                            intrathecal_arrival_s=first(it_arr), epidural_arrival_s=first(ext_arr),
+                            venous_arrival_s=first(ven_arr))
+        level_rows.append(row)
+        names.append(lv.name)
+        it_l.append(np.nanmax(sac_bins[bs], axis=0) if bs else np.full(n, np.nan))
+        ex_l.append(np.nanmax(epi_bins[bs], axis=0) if bs else np.full(n, np.nan))
+        ve_l.append(np.nanmax(para_bins[bs], axis=0) if bs else np.full(n, np.nan))
+    timings["detect"] = time.perf_counter() - t5
+
+    # 7. pictures: straightened MIPs, the axial slice through the defect, the full-grid mask
+    t6 = time.perf_counter()
+    mip_w = 60.0
+    sag, cor = _straightened_mips(rois, baseline, anat.centreline_yx - np.array([y0, x0], float),
+                                  (sy, sx), anat.ventral_yx, anat.left_yx, mip_w)
+    ext_full = np.zeros(grid.shape_zyx, np.uint8)
+    ext_full[:, y0:y1, x0:x1] = ext_roi
+    axial_hu = axial_enh = None
+    ax_phase = ax_slice = -1
+    if defects:
+        d = defects[0]
+        ax_slice = int(d.slice_index)
+        ax_phase = int(min(n - 1, max(0, d.evidence.get("first_pass", n - 1))))
+        axial_hu = np.array(series.phase(ax_phase)[ax_slice], dtype=np.float32)
+        axial_enh = np.zeros_like(axial_hu)
+        axial_enh[y0:y1, x0:x1] = rois[ax_phase][ax_slice] - baseline[ax_slice]
+    timings["pictures"] = time.perf_counter() - t6
+    timings["total"] = time.perf_counter() - t0
+
+    notes = list(anat.notes)
+    notes.append("baseline: pre-contrast first pass" if pre else
+                 "baseline: per-voxel temporal minimum (no pre-contrast pass found)")
+    stats_out = {"mean": curves.mean, "p95": curves.pct, "n_above": curves.n_above,
+                 "count": curves.count, "bin_times_s": curves.bin_times_s}
+    res = Analysis(series=series, anatomy=anat, times_s=times, level_names=names,
+                   intrathecal_hu=np.array(it_l).reshape(len(names), n),
+                   extravasation_hu=np.array(ex_l).reshape(len(names), n),
+                   venous_hu=np.array(ve_l).reshape(len(names), n), stats=stats_out,
+                   levels=level_rows, defects=defects, candidates=ranked, plan=plan,
+                   extravasation_mask=ext_full, arrival_s=arrival, mip_sagittal_hu=sag,
+                   mip_coronal_hu=cor, mip_width_mm=mip_w, axial_hu=axial_hu,
+                   axial_enh_hu=axial_enh, axial_phase=ax_phase, axial_slice=ax_slice,
+                   motion_mm=motion, timings_s=timings, warnings=warnings)
+    res.notes = notes + list(series.notes)
+    res.static_reading = dt.static_reading(curves.pct[:, 1, :, -1], curves.present)
+    res.baseline_is_precontrast = pre
+    return res
+
+
+def _straightened_mips(rois, baseline, centre_yx, spacing_yx_mm, ventral_yx, left_yx, width_mm,
+                       slab_mm=12.0):
+    """Enhancement MIPs straightened along the centreline.
+
+    Returns
+    -------
+    sagittal, coronal : ndarray, shape (P, Z, W), HU; W runs ventral->dorsal (sagittal) and
+        left->right (coronal) across ``width_mm``; each projects a slab of ``2 * slab_mm``.
+    """
+    nz = baseline.shape[0]
+    step = min(spacing_yx_mm)
+    u = np.arange(-width_mm / 2, width_mm / 2 + 1e-9, step)
+    s = np.arange(-slab_mm, slab_mm + 1e-9, step)
+    out = []
+    for across, along in ((ventral_yx, left_yx), (left_yx, ventral_yx)):
+        # W runs from +across (ventral / left) to -across
+        off = (-u[:, None, None] * np.asarray(across)[None, None, :]
+               + s[None, :, None] * np.asarray(along)[None, None, :])     # (W, S, 2) mm
+        py = centre_yx[:, 0, None, None] + off[None, ..., 0] / spacing_yx_mm[0]
+        px = centre_yx[:, 1, None, None] + off[None, ..., 1] / spacing_yx_mm[1]
+        zz = np.broadcast_to(np.arange(nz)[:, None, None], py.shape)
+        coords = [zz.ravel(), py.ravel(), px.ravel()]
+        mips = []
+        for r in rois:
+            e = ndimage.map_coordinates(r - baseline, coords, order=1, mode="constant", cval=0.0)
+            mips.append(e.reshape(py.shape).max(axis=2))
+        out.append(np.asarray(mips, dtype=np.float32))
+    return out[0], out[1]
