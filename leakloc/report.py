@@ -281,7 +281,7 @@ def render_html(analysis, report: dict, figures: dict, include_phi: bool = False
         w("<h2>Defects</h2><div class=\"cards\">")
         for i, d in enumerate(defects):
             w(f"<div class=\"card\"><span class=\"meta\">#{i + 1}</span><b>{_e(d['level'])}</b>"
-              f"side <b style=\"display:inline\">{_e(d['side'])}</b><br>kind {_e(d['kind'].replace('_', ' '))}"
+              f"side <strong>{_e(d['side'])}</strong><br>kind {_e(d['kind'].replace('_', ' '))}"
               f"<br>confidence {d['confidence']:.0%}<br>onset {_fmt_s(d['onset_time_s'])} s"
               f"<br>z {_e(d['z_mm'])} mm (LPS)</div>")
         w("</div>")
