@@ -60,10 +60,10 @@ def make_analysis(leak: bool = True, orientation: str = "LPS", cranial_step: int
     ventral_yx = np.array([-dmat[1, 1], -dmat[1, 0]])
     left_yx = np.array([dmat[0, 1], dmat[0, 0]])
 
-    # slice -> level coordinate: 8.5 (T4 top) at the cranial end, 15.5 at the caudal end
+    # slice -> level coordinate: from the top of T4 (9.5) to the bottom of T10 (16.5)
     k = np.arange(nz, dtype=float)
-    frac_from_cranial = ((nz - 1 - k) if cranial_step > 0 else k) / (nz - 1)
-    level_coord = 9.5 + 7.0 * frac_from_cranial  # T4 = 10 ... T10 = 16
+    frac_from_cranial = (((nz - 1 - k) if cranial_step > 0 else k) + 0.5) / nz
+    level_coord = 9.5 + 7.0 * frac_from_cranial  # T4 = 10 ... T10 = 16, slices strictly inside
     level_list = []
     for name in LEVELS:
         c = lv.coord_of(name)
