@@ -508,7 +508,7 @@ def render(spine: Spine, contrast: Contrast, x, y, z, t, with_labels=False, rng_
         return (hu, labels) if with_labels else hu
     # ---- contrast ---------------------------------------------------------------------------
     enh = np.zeros(x.shape, dtype=np.float32)
-    filled = sac | fluid_out
+    filled = (sac & ~cord) | fluid_out
     if np.any(filled):
         zf, tf = z[filled], t[filled]
         c = contrast.sac(zf, tf)
