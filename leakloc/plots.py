@@ -261,7 +261,9 @@ def plot_time_attenuation(analysis, ax=None, n_neighbours: int = 1):
                      + (f"the defect {d.level}" if d else "mid field of view")
                      + "\narrival times: dotted (intrathecal), dash-dot (" + out_word + ")")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
-        ax.set_ylim(bottom=min(0.0, float(np.nanmin(np.asarray(outside)[chosen])) if chosen else 0.0))
+        shown = np.asarray(outside, dtype=float)[chosen] if chosen else np.zeros(1)
+        shown = shown[np.isfinite(shown)]
+        ax.set_ylim(bottom=min(0.0, float(shown.min())) if shown.size else 0.0)
         return ax
 
 
@@ -293,7 +295,6 @@ def plot_mips(analysis, fig=None, passes=None, vmax_hu: float | None = None):
         axes = fig.subplots(2, len(passes), sharex=True, sharey=True, squeeze=False)
         z = _slice_z_mm(analysis)
         half = 0.5 * float(analysis.mip_width_mm)
-        w_edges = np.linspace(-half, half, W + 1)
         z_edges = _edges(z)
         both = np.concatenate([sag[passes].ravel(), cor[passes].ravel()])
         both = both[np.isfinite(both)]
@@ -305,8 +306,10 @@ def plot_mips(analysis, fig=None, passes=None, vmax_hu: float | None = None):
         for row, (vol, view) in enumerate(((sag, "sagittal"), (cor, "coronal"))):
             for col, p in enumerate(passes):
                 ax = axes[row, col]
-                mesh = ax.pcolormesh(w_edges, z_edges, np.ma.masked_invalid(vol[p]), cmap=ENH_CMAP,
-                                     vmin=0.0, vmax=max(vmax, 1.0), shading="flat", rasterized=True)
+                # slices are evenly spaced: imshow with an extent in mm (row 0 at z_edges[0])
+                mesh = ax.imshow(np.ma.masked_invalid(vol[p]), cmap=ENH_CMAP, vmin=0.0,
+                                 vmax=max(vmax, 1.0), origin="lower", aspect="auto",
+                                 extent=(-half, half, z_edges[0], z_edges[-1]))
                 ax.set_ylim(min(z_edges[0], z_edges[-1]), max(z_edges[0], z_edges[-1]))  # cranial up
                 ax.set_xlim(-half, half)
                 ax.set_title(f"{view}\npass {p}, {analysis.times_s[p]:.0f} s", fontsize=8)
