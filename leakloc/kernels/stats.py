@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from leakloc.kernels import _checks
-from leakloc.kernels._options import JIT, JIT_PARALLEL, njit, prange
+from leakloc.kernels._options import JIT, JIT_INLINE, JIT_PARALLEL, njit, prange
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,24 +171,24 @@ def percentile_from_hist(hist: np.ndarray, percentile: float, hist_max_hu: float
 # Kernels
 # --------------------------------------------------------------------------------------------
 
-@njit(**JIT)
-def _accumulate(r, e, threshold, inv_width, n_bins, sums, counts, n_above, maxs, hist):
-    """Add one voxel of finite float32 enhancement ``e`` to region ``r``'s accumulators."""
+@njit(**JIT_INLINE)
+def _accumulate(r, e, threshold, inv_width, top_bin, sums, counts, n_above, maxs, hist):
+    """Add one voxel of finite float32 enhancement ``e`` to region ``r``'s accumulators.
+
+    Branch-free (selects instead of ifs): enhancement is mostly noise around 0 HU, so branches
+    on its sign or on the running maximum would be mispredicted about half the time.
+    ``top_bin`` is ``float(n_bins - 1)``.
+    """
     counts[r] += 1
     sums[r] += e
     ed = np.float64(e)
-    if ed >= threshold:
-        n_above[r] += 1
-    if e > maxs[r]:
-        maxs[r] = e
+    n_above[r] += np.int64(ed >= threshold)
+    m = maxs[r]
+    maxs[r] = e if e > m else m
     x = ed * inv_width
-    if x < 0.0:
-        b = 0
-    elif x >= n_bins:
-        b = n_bins - 1
-    else:
-        b = np.int64(x)
-    hist[r, b] += 1
+    x = x if x > 0.0 else 0.0
+    x = x if x < top_bin else top_bin
+    hist[r, np.int64(x)] += 1
 
 
 @njit(**JIT)
@@ -197,6 +197,7 @@ def _stream_chunk(z0, z1, volume, baseline, region, n_regions, prev_enh, peak, a
                   sums, counts, n_above, maxs, hist):
     """Slices ``z0:z1`` of :func:`stream_phase`; returns the number of region ids >= n_regions."""
     n_bad = 0
+    top_bin = np.float64(n_bins - 1)
     ny = volume.shape[1]
     nx = volume.shape[2]
     nan32 = np.float32(np.nan)
@@ -218,8 +219,7 @@ def _stream_chunk(z0, z1, volume, baseline, region, n_regions, prev_enh, peak, a
                         arrival_s[z, y, x] = nan32
                 else:
                     p = peak[z, y, x]
-                    if e > p or p != p:
-                        peak[z, y, x] = e
+                    peak[z, y, x] = e if (e > p or p != p) else p       # fmax, branch-free
                     if ed >= threshold:
                         a = arrival_s[z, y, x]
                         if a != a:
@@ -233,7 +233,7 @@ def _stream_chunk(z0, z1, volume, baseline, region, n_regions, prev_enh, peak, a
                 r = region[z, y, x]
                 if r >= 0 and e == e:
                     if r < n_regions:
-                        _accumulate(r, e, threshold, inv_width, n_bins, srow, counts, n_above,
+                        _accumulate(r, e, threshold, inv_width, top_bin, srow, counts, n_above,
                                     maxs, hist)
                     else:
                         n_bad += 1
@@ -268,6 +268,7 @@ def _stats_chunk(z0, z1, enh, region, n_regions, threshold, inv_width, n_bins,
                  sums, counts, n_above, maxs, hist):
     """Slices ``z0:z1`` of :func:`region_stats`; returns the number of region ids >= n_regions."""
     n_bad = 0
+    top_bin = np.float64(n_bins - 1)
     ny = enh.shape[1]
     nx = enh.shape[2]
     for z in range(z0, z1):
@@ -279,7 +280,7 @@ def _stats_chunk(z0, z1, enh, region, n_regions, threshold, inv_width, n_bins,
                     e = enh[z, y, x]
                     if e == e:
                         if r < n_regions:
-                            _accumulate(r, e, threshold, inv_width, n_bins, srow, counts,
+                            _accumulate(r, e, threshold, inv_width, top_bin, srow, counts,
                                         n_above, maxs, hist)
                         else:
                             n_bad += 1
