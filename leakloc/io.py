@@ -644,6 +644,8 @@ def _read_volumes(files, inputs, times_s, cache_size, explicit_order) -> PhaseSe
         elif n > 1:
             raise InputError(f"no pass times for {what}: give --times 0,10,21,... or a "
                              f"{SIDECAR_NAME} next to the files")
+    elif len(times_s) != n:
+        raise InputError(f"--times gives {len(times_s)} times but {what} has {n} passes")
     slice_times = [None] * n
     if sidecar is not None and sidecar.get("slice_times_s") is not None:
         st = sidecar["slice_times_s"]
@@ -679,6 +681,9 @@ def _read_volumes(files, inputs, times_s, cache_size, explicit_order) -> PhaseSe
         if img.GetDimension() == 4:
             img = img[:, :, :, 0]
         vol = sitk.GetArrayFromImage(img)
+        bad = _nifti_nonfinite(files[i])
+        if bad:
+            raise InputError(f"pass {i} ({phases[i].source}): {bad} voxels are NaN or infinite")
         if phases[i].resampled:
             vol = _resample_to(vol, grids[i], ref)
         return vol
@@ -693,6 +698,62 @@ def _direction3(direction, dim: int) -> tuple:
     return tuple(float(v) for v in d.ravel())
 
 
+def _nifti_time_step_s(path: Path) -> float | None:
+    """pixdim[4] of a NIfTI-1 header in seconds (xyzt_units), or None if not NIfTI-1.
+
+    Read from the header itself because ITK turns a zero pixdim into 1.
+    """
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fp:
+            hdr = fp.read(348)
+    except OSError:
+        return None
+    if len(hdr) < 348:
+        return None
+    for endian in ("<", ">"):
+        if int(np.frombuffer(hdr[0:4], f"{endian}i4")[0]) == 348:
+            dt = float(np.frombuffer(hdr[92:96], f"{endian}f4")[0])
+            units = hdr[123]
+            return dt * {16: 1e-3, 24: 1e-6}.get(units & 0x38, 1.0)
+    return None
+
+
+def _nifti_nonfinite(path: Path, volume: int = 0) -> int:
+    """Number of NaN / inf voxels in 3D volume ``volume`` of a float NIfTI-1 file (0 otherwise).
+
+    ITK 5.4's NIfTI reader silently turns NaN and inf into 0 (fixed in ITK 6, ITK PR #6683),
+    so the on-disk values are checked here.
+    """
+    import gzip
+
+    name = path.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return 0
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rb") as fp:
+        hdr = fp.read(348)
+        if len(hdr) < 348:
+            return 0
+        for e in ("<", ">"):
+            if int(np.frombuffer(hdr[0:4], f"{e}i4")[0]) == 348:
+                break
+        else:
+            return 0
+        dtype = {16: np.dtype(f"{e}f4"), 64: np.dtype(f"{e}f8")}.get(
+            int(np.frombuffer(hdr[70:72], f"{e}i2")[0]))
+        if dtype is None:
+            return 0
+        dim = np.frombuffer(hdr[40:56], f"{e}i2")
+        nvox = int(np.prod([max(int(d), 1) for d in dim[1:4]]))
+        offset = int(np.frombuffer(hdr[108:112], f"{e}f4")[0])
+        fp.seek(offset + volume * nvox * dtype.itemsize)
+        data = np.frombuffer(fp.read(nvox * dtype.itemsize), dtype=dtype)
+    return int(np.count_nonzero(~np.isfinite(data)))
+
+
 def _read_4d(path, info, times_s, sidecar, sidecar_path, cache_size) -> PhaseSeries:
     import SimpleITK as sitk
 
@@ -705,11 +766,11 @@ def _read_4d(path, info, times_s, sidecar, sidecar_path, cache_size) -> PhaseSer
     if times_s is None and sidecar is not None and "times_s" in sidecar:
         times_s = _check_times(sidecar["times_s"], str(sidecar_path))
     if times_s is None:
-        dt = float(info.GetSpacing()[3])
-        keys = info.GetMetaDataKeys()
-        units = int(info.GetMetaData("xyzt_units")) if "xyzt_units" in keys else 0
-        scale = {16: 1e-3, 24: 1e-6}.get(units & 0x38, 1.0)
-        dt *= scale
+        dt = _nifti_time_step_s(path)
+        if dt is None:
+            keys = info.GetMetaDataKeys()
+            units = int(info.GetMetaData("xyzt_units")) if "xyzt_units" in keys else 0
+            dt = float(info.GetSpacing()[3]) * {16: 1e-3, 24: 1e-6}.get(units & 0x38, 1.0)
         if n > 1 and not (np.isfinite(dt) and dt > 0):
             raise InputError(f"{path}: 4D NIfTI without a time step (pixdim[4] = {dt:g}); give "
                              "--times 0,10,21,...")
@@ -733,6 +794,9 @@ def _read_4d(path, info, times_s, sidecar, sidecar_path, cache_size) -> PhaseSer
             img = reader.Execute()
         except RuntimeError as exc:
             raise InputError(f"{path}: cannot read volume {i} ({_one_line(exc)})") from None
+        bad = _nifti_nonfinite(path, i)
+        if bad:
+            raise InputError(f"pass {i} ({phases[i].source}): {bad} voxels are NaN or infinite")
         return sitk.GetArrayFromImage(img)
 
     return PhaseSeries(phases=phases, grid=grid, slice_times_s=st, patient_position=pos,
