@@ -159,6 +159,16 @@ def test_all_minus_one_labels_and_empty_regions():
     np.testing.assert_array_equal(peak, np.fmax.reduce([p - base for p in phases]))
 
 
+def test_region_none_does_temporal_updates_only():
+    base, phases, region, times = random_study(14, nan_frac=0.02)
+    got, g_prev, g_peak, g_arr = run_stream(K.stream_phase, base, phases, None, 3, times)
+    _, r_prev, r_peak, r_arr = run_stream(K.stream_phase, base, phases, region, 7, times)
+    np.testing.assert_array_equal(g_prev, r_prev)
+    np.testing.assert_array_equal(g_peak, r_peak)
+    np.testing.assert_array_equal(g_arr, r_arr)
+    assert got[-1].n_regions == 3 and (got[-1].count == 0).all() and np.isnan(got[-1].pct).all()
+
+
 def test_empty_region_among_used_ones():
     base, phases, region, times = random_study(6, n_regions=3)
     got, *_ = run_stream(K.stream_phase, base, phases, region, 5, times)
