@@ -280,10 +280,10 @@ def render_html(analysis, report: dict, figures: dict, include_phi: bool = False
     if defects:
         w("<h2>Defects</h2><div class=\"cards\">")
         for i, d in enumerate(defects):
-            w(f"<div class=\"card\"><span class=\"meta\">#{i + 1}</span><b>{_e(d['level'])}</b>"
-              f"side <strong>{_e(d['side'])}</strong><br>kind {_e(d['kind'].replace('_', ' '))}"
-              f"<br>confidence {d['confidence']:.0%}<br>onset {_fmt_s(d['onset_time_s'])} s"
-              f"<br>z {_e(d['z_mm'])} mm (LPS)</div>")
+            w(f"<div class=\"card\"><span class=\"meta\">#{i + 1}</span> <b style=\"display:inline\">"
+              f"{_e(d['level'])}</b> {_e(d['side'])} {_e(d['kind'].replace('_', ' '))}<br>"
+              f"confidence {d['confidence']:.0%} &middot; onset {_fmt_s(d['onset_time_s'])} s &middot; "
+              f"z {_e(d['z_mm'])} mm (LPS)</div>")
         w("</div>")
     lam = report.get("laminectomy")
     w("<h2>Laminectomy proposal</h2>")
@@ -317,15 +317,19 @@ def render_html(analysis, report: dict, figures: dict, include_phi: bool = False
     # per-level table
     hit = {d["level"] for d in defects}
     hit |= {p for d in defects for p in d["level"].split("-")}
+    venous = {lk.name: getattr(lk, "venous_arrival_s", None) for lk in analysis.levels}
+    show_venous = any(_t(v) is not None for v in venous.values())
     w("<h2>Per-level timing</h2><div class=\"tbl\"><table><tr><th>level</th><th>z range (mm, LPS)</th>"
-      "<th>intrathecal arrival (s)</th><th>epidural arrival (s)</th><th>epidural minus intrathecal (s)</th></tr>")
+      "<th>intrathecal arrival (s)</th><th>epidural arrival (s)</th><th>epidural minus intrathecal (s)</th>"
+      + ("<th>venous arrival (s)</th>" if show_venous else "") + "</tr>")
     for lk in report["levels"]:
         it, ep = lk.get("intrathecal_arrival_s"), lk.get("epidural_arrival_s")
         delay = (ep - it) if (it is not None and ep is not None) else None
         zr = lk.get("z_range_mm") or [None, None]
         cls = " class=\"hit\"" if lk["name"] in hit else ""
         w(f"<tr{cls}><td>{_e(lk['name'])}</td><td>{_e(zr[0])} to {_e(zr[1])}</td><td>{_fmt_s(it)}</td>"
-          f"<td>{_fmt_s(ep)}</td><td>{_fmt_s(delay)}</td></tr>")
+          f"<td>{_fmt_s(ep)}</td><td>{_fmt_s(delay)}</td>"
+          + (f"<td>{_fmt_s(venous.get(lk['name']))}</td>" if show_venous else "") + "</tr>")
     w("</table></div>")
 
     # inputs

@@ -149,10 +149,20 @@ def test_html_self_contained(written):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "@import" not in page and "url(" not in page
     assert page.count('src="data:image/png;base64,') == 5
+    assert "venous arrival" not in page
     for word in ("CSF leak: T7-T8 ventral dural tear", "T7, T8", "bilateral", "transdural",
                  "Ranked candidates", "Per-level timing", f"leakloc {__version__}", "motion of 0.6 mm",
                  "phase 3 resampled", "fake/scout", "0.0, 12.0, 22.0, 33.0, 45.0, 120.0", "94%"):
         assert word in page, word
+
+
+def test_html_fistula_shows_venous_arrivals(tmp_path):
+    a = make_analysis(kind="csf_venous_fistula", side="right")
+    a.levels[3].venous_arrival_s = 31.25
+    report.write_outputs(a, tmp_path / "o")
+    page, _js = _all_text(tmp_path / "o")
+    assert "venous arrival (s)" in page and "<td>31.2</td>" in page
+    assert "T7-T8</b> right csf venous fistula" in page
 
 
 def test_html_no_leak(tmp_path):
