@@ -373,3 +373,16 @@ def test_label_regions_rejects_bad_input():
         K.label_regions(comp, sect, np.array([0, 1], np.int16), 2)
     with pytest.raises(TypeError, match="slice_level must have dtype int16"):
         K.label_regions(comp, sect, np.array([0, 1]), 2)
+
+
+def test_zero_slices_and_zero_regions():
+    z = np.zeros((0, 3, 4), np.float32)
+    s = K.stream_phase(z, z, np.zeros(z.shape, np.int32), 2, z.copy(), z.copy(), z.copy(), None,
+                       np.zeros(0), THR, first=True)
+    assert s.count.tolist() == [0, 0] and np.isnan(s.mean).all()
+    o = np.full((2, 3, 4), 100.0, np.float32)
+    arr = np.empty_like(o)
+    s = K.stream_phase(o, np.zeros_like(o), np.full(o.shape, -1, np.int32), 0, o.copy(), o.copy(),
+                       arr, None, np.array([1.0, 2.0]), THR, first=True)
+    assert s.count.shape == (0,) and s.hist.shape == (0, 400)
+    np.testing.assert_array_equal(arr[:, 0, 0], [1.0, 2.0])
