@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -932,7 +933,8 @@ def _scan_dicom(files, roots):
             skipped.append({"path": rel(f), "reason": "DICOMDIR"})
             continue
         try:
-            with open(f, "rb") as fp:
+            with open(f, "rb") as fp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # non-conformant values in real exports
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
                 has_pixels = fp.tell() < os.fstat(fp.fileno()).st_size
         except InvalidDicomError:
@@ -1180,13 +1182,17 @@ def _read_dicom_pixels(files, grid: Grid, label: str) -> np.ndarray:
     out = np.empty(grid.shape_zyx, dtype=np.float32)
     for k, f in enumerate(files):
         try:
-            ds = pydicom.dcmread(f)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(f)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"{f}: cannot read DICOM ({label}): {_one_line(exc)}") from None
         if "PixelData" not in ds:
             raise InputError(f"{f}: DICOM without pixel data ({label})")
         try:
-            arr = ds.pixel_array
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arr = ds.pixel_array
         except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types
             ts = getattr(ds.file_meta.get("TransferSyntaxUID", None), "name", "unknown")
             raise InputError(f"{f}: cannot decode pixel data ({ts}, {label}): "

@@ -302,3 +302,73 @@ def test_copy_keeps_inputs_untouched(tmp_path):
     s = read_series(tmp_path / "in")
     s.phase(0), s.phase(1)
     assert all(f.read_bytes() == b for f, b in before.items())
+
+
+def test_right_decubitus_grid_and_table_direction(tmp_path):
+    # HFDR: image x runs posterior, y runs left, slices go inferior (right-handed)
+    grid = Grid(size=(14, 12, 9), spacing_mm=(0.7, 0.7, 3.0), origin_mm=(-20.0, -30.0, 50.0),
+                direction=(0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0))
+    vols = volumes(grid, 2)
+    ramp = np.linspace(0.0, 2.0, 9)
+    st = np.stack([ramp, 8.0 + ramp[::-1]])  # pass 0 starts at k = 0, the most superior slice
+    write_dicom_series(tmp_path, vols, grid, st, patient_position="HFDR", layout="mixed")
+    s = read_series(tmp_path)
+    assert s.grid.same_as(grid) and s.grid.orientation_code() == "PLI"
+    assert s.patient_position == "HFDR"
+    assert [p.table_direction for p in s.phases] == ["craniocaudal", "caudocranial"]
+    np.testing.assert_allclose(s.slice_times_s, st, atol=1e-5)
+    np.testing.assert_array_equal(s.phase(1), vols[1])
+
+
+def test_frame_reference_time_used_when_every_slice_has_it(tmp_path):
+    vols, st, files = write_study(tmp_path, starts=[0.0, 10.0], layout="mixed")
+    nz = GRID.size[2]
+    for i, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        for kw in ("AcquisitionTime", "ContentTime", "AcquisitionDate", "ContentDate"):
+            delattr(ds, kw)
+        ds.FrameReferenceTime = f"{1000.0 * (5.0 + 2.0 * st[i // nz, i % nz]):.3f}"  # ms
+        ds.save_as(f)
+    s = read_series(tmp_path)
+    np.testing.assert_allclose(s.times_s, [0.0, 20.0], atol=1e-6)
+    np.testing.assert_allclose(s.slice_times_s, 2.0 * st, atol=1e-6)
+
+
+def test_no_times_needs_times_option(tmp_path):
+    _, _, files = write_study(tmp_path, starts=[0.0, 10.0], layout="mixed", series_numbers=[7, 4])
+    for f in files:
+        ds = pydicom.dcmread(f)
+        for kw in ("AcquisitionTime", "ContentTime"):
+            delattr(ds, kw)
+        ds.save_as(f)
+    with pytest.raises(InputError, match="no acquisition times; give pass start times with --times"):
+        read_series(tmp_path)
+    s = read_series(tmp_path, times_s=[0.0, 30.0])
+    assert [p.series_number for p in s.phases] == [4, 7]  # SeriesNumber order without times
+    np.testing.assert_allclose(s.slice_times_s[1], 30.0)
+
+
+def test_jpeg_ls_lossless_decodes(tmp_path):
+    """pydicom ships a 64 x 64 int16 JPEG-LS lossless image (MR_small) and its raw twin."""
+    import warnings
+
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import JPEGLSLossless
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jls = pydicom.dcmread(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+        raw = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array.astype(np.float32)
+    grid = Grid(size=(64, 64, 3), spacing_mm=(0.5, 0.5, 1.0), origin_mm=(0.0, 0.0, 0.0))
+    _, _, files = write_study(tmp_path, grid=grid, starts=[0.0, 4.0], unsigned=False,
+                              intercept=0.0)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+        ds.PixelData = jls.PixelData
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        ds.save_as(f)
+    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == JPEGLSLossless
+    s = read_series(tmp_path)
+    np.testing.assert_array_equal(s.phase(1), np.broadcast_to(raw, grid.shape_zyx))
