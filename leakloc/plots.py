@@ -10,7 +10,8 @@ Conventions, the same in every figure:
 * cranial is at the top, whatever the slice order of the study (``anatomy.cranial_step``);
 * the spinal axis carries vertebra names (``T7``) as tick labels;
 * times are seconds after the first pass began, enhancements are HU above baseline;
-* the defect is drawn in :data:`DEFECT_COLOR` and its artists carry ``gid='defect'``;
+* the defect is drawn in :data:`DEFECT_COLOR` and its artists carry ``gid='defect'`` (further
+  defects ``gid='defect-other'``);
 * sides are in patient terms (ventral, dorsal, left, right) from the direction cosines.
 """
 from __future__ import annotations
@@ -46,7 +47,6 @@ EXTRAV_CMAP = "magma"
 ENH_CMAP = "inferno"
 DEFECT_COLOR = "#00c8ff"
 PLAN_COLOR = "#d62728"
-SIDE_WORDS = {"ventral": "ventral", "dorsal": "dorsal", "left": "left", "right": "right"}
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -196,10 +196,14 @@ def _level_time_panel(analysis, ax, which, vmax_hu):
     _spine_axis_levels(ax, analysis)
     ax.set_xlim(t_edges[0], t_edges[-1])
     for i, d in enumerate(analysis.defects):
-        ax.plot([d.onset_time_s], [d.level_coord], ls="none", marker="o", ms=11, mfc="none",
-                mec=DEFECT_COLOR, mew=2.0, gid="defect", label=f"defect {d.level}" if i == 0 else None)
-        ax.annotate(d.level, (d.onset_time_s, d.level_coord), xytext=(8, -8),
-                    textcoords="offset points", color=DEFECT_COLOR, fontweight="bold", gid="defect")
+        ax.plot([d.onset_time_s], [d.level_coord], ls="none", marker="o", ms=11 if i == 0 else 7,
+                mfc="none", mec=DEFECT_COLOR, mew=2.0 if i == 0 else 1.2,
+                gid="defect" if i == 0 else "defect-other",
+                label=f"defect {d.level}" if i == 0 else None)
+        if i < 3:  # name the three most probable; more would crowd the map
+            ax.annotate(d.level, (d.onset_time_s, d.level_coord), xytext=(8, -8),
+                        textcoords="offset points", color=DEFECT_COLOR, fontweight="bold",
+                        gid="defect-label")
     if analysis.defects or arr_t:
         ax.legend(loc="lower right", labelcolor="white", frameon=True, facecolor="#333333",
                   edgecolor="none", framealpha=0.85)

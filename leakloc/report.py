@@ -35,8 +35,6 @@ from leakloc import levels as lv
 __all__ = ["SCHEMA", "build_report", "levels_volume", "render_html", "write_outputs", "study_id"]
 
 SCHEMA = "leakloc.report/1"
-PHI_KEYS_HINT = ("PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs",
-                 "AccessionNumber", "InstitutionName", "ReferringPhysicianName")
 
 
 # ------------------------------------------------------------------------------ JSON
