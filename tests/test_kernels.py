@@ -298,6 +298,14 @@ def test_stream_phase_rejects_region_ids_out_of_range_and_readonly_state():
     kw["peak"].flags.writeable = False
     with pytest.raises(ValueError, match="peak must be writeable"):
         K.stream_phase(**kw)
+    kw = _args()
+    kw["peak"] = kw["prev_enh"]
+    with pytest.raises(ValueError, match="peak must not share memory with prev_enh"):
+        K.stream_phase(**kw)
+    kw = _args()
+    kw["arrival_s"] = kw["volume"]
+    with pytest.raises(ValueError, match="arrival_s must not share memory with volume"):
+        K.stream_phase(**kw)
     with pytest.raises(ValueError, match="percentile"):
         K.region_stats(np.zeros((1, 1, 1), np.float32), np.zeros((1, 1, 1), np.int32), 1, THR,
                        percentile=101.0)

@@ -408,8 +408,13 @@ def stream_phase(volume, baseline, region, n_regions, prev_enh, peak, arrival_s,
     n_regions, threshold_hu, percentile, hist_max_hu, n_bins = _check_common(
         region, shape if use_region else (1, 1, 1), n_regions, threshold_hu, percentile,
         hist_max_hu, n_bins)
-    for name, a in (("prev_enh", prev_enh), ("peak", peak), ("arrival_s", arrival_s)):
+    state = (("prev_enh", prev_enh), ("peak", peak), ("arrival_s", arrival_s))
+    for name, a in state:
         _checks.array(name, a, np.float32, 3, shape, writeable=True)
+    for i, (name, a) in enumerate(state):
+        for other, b in state[:i] + (("volume", volume), ("baseline", baseline)):
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{name} must not share memory with {other} (it is updated in place)")
     first = bool(first)
     _checks.array("t_cur_s", t_cur_s, np.float64, 1, (shape[0],))
     if t_prev_s is None:
