@@ -54,9 +54,10 @@ def _fmt(t: _dt.datetime) -> tuple[str, str]:
 
 def _ds(x) -> str:
     """A DICOM DS string (at most 16 characters) for a float."""
-    s = f"{float(x):.6g}"
-    if len(s) > 16:
-        s = f"{float(x):.8e}"[:16]
+    for digits in range(12, 0, -1):
+        s = f"{float(x):.{digits}g}"
+        if len(s) <= 16:
+            return s
     return s
 
 
