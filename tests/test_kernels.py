@@ -89,7 +89,11 @@ def test_stream_phase_matches_numpy(seed, nan_frac):
     assert np.any(frac)                                   # sub-phase (interpolated) arrivals exist
 
 
-def test_stream_phase_serial_equals_parallel_and_is_deterministic():
+@pytest.mark.parametrize("n_chunks", [None, 3, 7])
+def test_stream_phase_serial_equals_parallel_and_is_deterministic(n_chunks, monkeypatch):
+    from leakloc.kernels import stats as kstats
+    if n_chunks is not None:      # force the parallel kernel and its z-chunking on any core count
+        monkeypatch.setattr(kstats, "_n_chunks", lambda nz, parallel: n_chunks if parallel else 1)
     base, phases, region, times = random_study(3, shape=(16, 20, 24), nan_frac=0.01)
     par = run_stream(K.stream_phase, base, phases, region, 7, times, parallel=True)
     ser = run_stream(K.stream_phase, base, phases, region, 7, times, parallel=False)
@@ -231,6 +235,16 @@ def test_region_stats_matches_numpy_random_and_options():
         got = K.region_stats(enh, region, 6, THR, **kw)
         assert_stats_equal(got, naive.region_stats(enh, region, 6, THR, **kw))
         assert_same(got, K.region_stats(enh, region, 6, THR, parallel=False, **kw))
+
+
+def test_region_stats_chunked_equals_serial(monkeypatch):
+    from leakloc.kernels import stats as kstats
+    rng = np.random.default_rng(15)
+    enh = rng.normal(80, 150, (11, 8, 9)).astype(np.float32)
+    region = rng.integers(-1, 4, enh.shape).astype(np.int32)
+    serial = K.region_stats(enh, region, 4, THR, parallel=False)
+    monkeypatch.setattr(kstats, "_n_chunks", lambda nz, parallel: 4 if parallel else 1)
+    assert_same(K.region_stats(enh, region, 4, THR), serial)
 
 
 def test_combine_equals_stats_on_merged_labels():
