@@ -1,0 +1,209 @@
+"""The benchmark harness's scoring: regimes, exact / within-one / side / kind, calibration bins, Platt fit."""
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep.py"
+_spec = importlib.util.spec_from_file_location("leakloc_bench_sweep", _SWEEP)
+sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep)
+
+
+def tear(coord=13.5, side="ventral", kind="dural_tear", flow="slow"):
+    return {"level_coord": coord, "side": side, "kind": kind, "flow": flow}
+
+
+def call(coord=13.5, side="ventral", kind="dural_tear", conf=0.9):
+    return {"level_coord": coord, "side": side, "kind": kind, "confidence": conf}
+
+
+# -- exact / within one / side / kind ---------------------------------------------------------
+
+@pytest.mark.parametrize("called, exact, within", [
+    (13.5, True, True), (14.0, True, True), (13.0, True, True),     # half a level: exact
+    (14.5, False, True), (12.5, False, True),                        # one level: within one
+    (14.51, False, False), (15.0, False, False), (9.0, False, False),
+])
+def test_level_exact_and_within_one(called, exact, within):
+    s = sweep.score_study([tear(13.5)], [call(called)])
+    assert s["leak"] is True and s["detected"] is True
+    assert s["exact"] is exact
+    assert s["within_one"] is within
+    assert s["level_error"] == pytest.approx(abs(called - 13.5))
+    assert s["correct"] is exact                                     # side is right here
+
+
+def test_side_and_kind_are_of_the_top_call():
+    s = sweep.score_study([tear(7.5, side="ventral")],
+                          [call(7.5, side="left", kind="nerve_root_sleeve"), call(7.5)])
+    assert (s["exact"], s["side"], s["kind"], s["correct"]) == (True, False, False, False)
+    assert s["n_calls"] == 2 and s["truth_found"] == 1 and s["false_calls"] == 0
+
+
+def test_primary_is_the_earliest_onset_truth_defect():
+    truth = [tear(7.5), tear(15.0, side="right", kind="csf_venous_fistula")]
+    s = sweep.score_study(truth, [call(15.0, side="right", kind="csf_venous_fistula"), call(7.5)])
+    assert s["exact"] is False and s["side"] is False and s["kind"] is False
+    assert s["truth_found"] == 2 and s["false_calls"] == 0
+    s = sweep.score_study(truth, [call(7.5), call(20.0)])
+    assert s["exact"] is True and s["truth_found"] == 1 and s["false_calls"] == 1
+
+
+def test_missed_leak_is_wrong_everywhere():
+    s = sweep.score_study([tear()], [], static=None)
+    assert s["detected"] is False
+    assert (s["exact"], s["within_one"], s["side"], s["kind"], s["correct"]) == (False,) * 5
+    assert s["level_error"] is None and s["no_call"] is None
+
+
+def test_error_counts_as_wrong_even_with_calls():
+    s = sweep.score_study([tear()], [call()], static=("T7-T8", "ventral"), error="AnalysisError: x")
+    assert s["detected"] is False and s["exact"] is False and s["static_exact"] is False
+    assert s["n_calls"] == 0
+    c = sweep.score_study([], [], static=None, error="AnalysisError: no canal")
+    assert c["leak"] is False and c["no_call"] is False and c["static_no_call"] is False
+
+
+def test_controls_specificity():
+    assert sweep.score_study([], [])["no_call"] is True
+    s = sweep.score_study([], [call(10.0)], static=("T4", "dorsal"))
+    assert s["no_call"] is False and s["correct"] is False and s["false_calls"] == 1
+    assert s["static_no_call"] is False
+    assert s["exact"] is None and s["detected"] is None
+    assert sweep.score_study([], [], static=None)["static_no_call"] is True
+
+
+def test_static_reading_scored_by_level_name():
+    # T7-T8 = 13.5; T8 = 14.0; T9 = 15.0
+    s = sweep.score_study([tear(13.5)], [], static=("T8", "ventral"))
+    assert (s["static_exact"], s["static_within_one"], s["static_side"]) == (True, True, True)
+    s = sweep.score_study([tear(13.5)], [], static=("T9", "dorsal"))
+    assert (s["static_exact"], s["static_within_one"], s["static_side"]) == (False, False, False)
+    s = sweep.score_study([tear(13.5)], [], static=("T8-T9", "ventral"))
+    assert (s["static_exact"], s["static_within_one"]) == (False, True)
+
+
+# -- summaries --------------------------------------------------------------------------------
+
+def test_summarize_fractions_over_applicable_studies():
+    scores = [sweep.score_study([tear(13.5)], [call(13.5)]),
+              sweep.score_study([tear(13.5)], [call(14.5)]),
+              sweep.score_study([tear(13.5)], [], error="boom"),
+              sweep.score_study([], []),
+              sweep.score_study([], [call(3.0)])]
+    s = sweep.summarize(scores)
+    assert (s["n"], s["n_leak"], s["n_control"], s["errors"]) == (5, 3, 2, 1)
+    assert s["exact"] == {"k": 1, "n": 3, "frac": 1 / 3}
+    assert s["within_one"] == {"k": 2, "n": 3, "frac": 2 / 3}
+    assert s["detected"]["k"] == 2
+    assert s["no_call"] == {"k": 1, "n": 2, "frac": 0.5}
+    empty = sweep.summarize([sweep.score_study([], [])])
+    assert empty["exact"] == {"k": 0, "n": 0, "frac": None}
+
+
+def test_summarize_by_regime_groups_by_tag():
+    recs = [{"tags": ["all", "leak", "slow"], "score": sweep.score_study([tear()], [call()])},
+            {"tags": ["all", "leak", "high-flow"], "score": sweep.score_study([tear()], [call(20.0)])},
+            {"tags": ["all", "control"], "score": sweep.score_study([], [])}]
+    by = sweep.summarize_by_regime(recs)
+    assert list(by) == ["all", "leak", "control", "slow", "high-flow"]
+    assert by["slow"]["exact"]["frac"] == 1.0 and by["high-flow"]["exact"]["frac"] == 0.0
+    assert by["all"]["exact"] == {"k": 1, "n": 2, "frac": 0.5}
+    t = sweep.targets(by["all"])
+    assert t["exact"]["met"] is False and t["specificity"]["met"] is True
+
+
+# -- regimes ----------------------------------------------------------------------------------
+
+def test_regime_tags_from_phantom_params():
+    from leakloc.phantoms import DefectSpec, PhantomParams
+    p = PhantomParams(defects=[DefectSpec(kind="nerve_root_sleeve", level_coord=12.0, side="left",
+                                          flow="high", pseudomeningocele=True)],
+                      osteophytes=[(12.4, 1.0)], motion_mm=2.0, pre_contrast=False,
+                      patient_position="HFDL", coverage=("C1", "S1"))
+    truth = [{"level_coord": 12.0, "side": "left", "kind": "nerve_root_sleeve", "flow": "high"}]
+    tags = sweep.regime_tags(p, truth)
+    assert tags == ["all", "leak", "high-flow", "kind: nerve_root_sleeve", "side: left",
+                    "pseudomeningocele", "osteophyte", "motion", "no pre-contrast", "position: HFDL"]
+
+
+def test_regime_tags_control_from_truth_dict():
+    params = {"defects": [], "calcified_discs": [[10.5, 0.0]], "diverticula": [[8.5, "left"]],
+              "sealed_collection": [4.0, 10.0], "motion_mm": 0.0, "motion_deg": 0.0,
+              "pre_contrast": True, "scoliosis_mm": 5.0, "streaks": True,
+              "coverage": ["C5", "T12"], "patient_position": "HFS"}
+    assert sweep.regime_tags(params, []) == [
+        "all", "control", "calcified disc", "diverticulum", "sealed collection", "scoliosis",
+        "streaks", "partial coverage", "position: HFS"]
+
+
+def test_regime_tags_several_defects_use_the_first():
+    truth = [tear(7.5, flow="slow"), tear(15.0, side="right", kind="csf_venous_fistula", flow="high")]
+    tags = sweep.regime_tags({"defects": [], "coverage": ["C1", "S1"]}, truth)
+    assert tags == ["all", "leak", "slow", "kind: dural_tear", "side: ventral", "several defects"]
+
+
+def test_regime_tags_of_a_random_phantom_match_its_params():
+    from leakloc.phantoms import generate
+    study = generate(seed=10003)
+    tags = sweep.regime_tags(study.truth["params"], study.truth["defects"])
+    p = study.params
+    assert ("leak" in tags) == bool(p.defects)
+    assert ("motion" in tags) == (p.motion_mm > 0)
+    assert ("no pre-contrast" in tags) == (not p.pre_contrast)
+    assert f"position: {p.patient_position}" in tags
+
+
+# -- calibration ------------------------------------------------------------------------------
+
+def test_calibration_bins_arithmetic():
+    conf = [0.05, 0.15, 0.15, 0.91, 0.95, 1.0, 0.5]
+    ok = [False, True, False, True, True, False, True]
+    bins = sweep.calibration_bins(conf, ok, n_bins=10)
+    assert len(bins) == 10
+    assert [b["n"] for b in bins] == [1, 2, 0, 0, 0, 1, 0, 0, 0, 3]
+    assert [b["k"] for b in bins] == [0, 1, 0, 0, 0, 1, 0, 0, 0, 2]
+    assert bins[9]["lo"] == 0.9 and bins[9]["hi"] == 1.0
+    assert bins[9]["mean_confidence"] == pytest.approx((0.91 + 0.95 + 1.0) / 3)
+    assert bins[9]["frac_correct"] == pytest.approx(2 / 3)
+    assert bins[1]["frac_correct"] == 0.5 and bins[2]["frac_correct"] is None
+    assert bins[5]["mean_confidence"] == 0.5                    # 0.5 opens bin 5
+    ece = sweep.expected_calibration_error(bins)
+    want = (1 * 0.05 + 2 * abs(0.15 - 0.5) + 1 * 0.5 + 3 * abs((0.91 + 0.95 + 1.0) / 3 - 2 / 3)) / 7
+    assert ece == pytest.approx(want)
+    assert sweep.expected_calibration_error(sweep.calibration_bins([], [])) is None
+    with pytest.raises(ValueError):
+        sweep.calibration_bins([0.5], [True, False])
+
+
+def test_fit_platt_recovers_known_odds():
+    # P(correct | x = -1) = 1/3, P(correct | x = 1) = 2/3  ->  a = ln 2, b = 0 (ridge ~1e-9 here)
+    x = [-1, -1, -1, 1, 1, 1]
+    y = [0, 0, 1, 1, 1, 0]
+    a, b = sweep.fit_platt(x, y, l2=0.0)
+    assert a == pytest.approx(math.log(2), abs=1e-8) and b == pytest.approx(0.0, abs=1e-8)
+    # shifted: P = 3/4 at x = 0, 1/4 at x = 2  ->  a = -ln 3, b = ln 3
+    a, b = sweep.fit_platt([0, 0, 0, 0, 2, 2, 2, 2], [1, 1, 1, 0, 0, 0, 0, 1], l2=0.0)
+    assert a == pytest.approx(-math.log(3), abs=1e-8) and b == pytest.approx(math.log(3), abs=1e-8)
+
+
+def test_fit_platt_stays_finite_on_separable_data():
+    a, b = sweep.fit_platt([0.0, 1.0, 2.0, 3.0], [0, 0, 1, 1])
+    assert np.isfinite(a) and np.isfinite(b) and a > 0
+    assert -b / a == pytest.approx(1.5, abs=1e-6)             # the boundary is midway
+
+
+def test_error_kind_groups_messages():
+    a = sweep.error_kind("AnalysisError: --top-vertebra C1 does not fit: 34 vertebral bodies found")
+    b = sweep.error_kind("AnalysisError: --top-vertebra T2 does not fit: 24 vertebral bodies found")
+    assert a == b == "AnalysisError: --top-vertebra <level> does not fit: N vertebral bodies found"
+
+
+def test_jsonable_cleans_numpy_and_nan():
+    got = sweep._jsonable({"k": np.str_("dural_tear"), "v": np.float32(1.5), "n": float("nan"),
+                           "a": np.arange(2), "b": np.bool_(True), "t": (1, np.int64(2))})
+    assert got == {"k": "dural_tear", "v": 1.5, "n": None, "a": [0, 1], "b": True, "t": [1, 2]}
+    assert type(got["k"]) is str
