@@ -48,6 +48,9 @@ class Anatomy:
     notes : list of str
     canal_radius_mm : ndarray, shape (Z, n_angles), mm; bony canal radius around the centreline
     roi_yx : (y0, y1, x0, x1), the in-plane box the analysis worked in
+    lag, lead : ndarray, shape of the ROI, float32; how far each voxel's normalised enhancement
+        curve falls behind / runs ahead of the sac core's at its slice and sector (0..1)
+    core : ndarray, shape of the ROI, bool; the sac core (well inside the dura)
     """
 
     centreline_yx: np.ndarray
@@ -62,6 +65,9 @@ class Anatomy:
     notes: list = field(default_factory=list)
     canal_radius_mm: np.ndarray | None = None
     roi_yx: tuple = (0, None, 0, None)
+    lag: np.ndarray | None = None
+    lead: np.ndarray | None = None
+    core: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +85,10 @@ from leakloc import levels as _lv  # noqa: E402
 BONE_HU = 300.0
 #: enhancement (HU over baseline) that marks intrathecal contrast when finding the sac
 SAC_ENH_HU = 120.0
+#: the sac core: this fraction of the bony canal's radius around the centre
+CORE_FRACTION = 0.3
+#: largest difference of normalised curves (0..1) that still counts as filling with the sac
+COUPLING_TOL = 0.35
 
 _DEPENDENT = {"HFP": "ventral", "FFP": "ventral", "HFS": "dorsal", "FFS": "dorsal",
               "HFDR": "right", "FFDR": "right", "HFDL": "left", "FFDL": "left"}
@@ -322,7 +332,8 @@ def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, dept
     zz = np.broadcast_to(np.arange(nz)[:, None, None], py.shape)
     vals = ndimage.map_coordinates(baseline, [zz.ravel(), py.ravel(), px.ravel()], order=1,
                                    mode="nearest").reshape(py.shape)
-    return np.median(vals.reshape(nz, -1), axis=1)
+    # a low percentile: discs are uniformly low, a calcified fragment or a cortical edge is small
+    return np.percentile(vals.reshape(nz, -1), 25, axis=1)
 
 
 def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
@@ -354,8 +365,27 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
     p = profile_hu[order]
     p = ndimage.gaussian_filter1d(p, max(0.6, 1.5 / dz), mode="nearest")
     min_sep = max(2, int(round(11.0 / dz)))  # bodies are >= ~12 mm tall
-    prom = max(25.0, 0.15 * float(np.percentile(p, 90) - np.percentile(p, 10)))
-    discs, _ = signal.find_peaks(-p, distance=min_sep, prominence=prom)
+    # discs are minima clearly below the bodies around them (a body's own centre, between two
+    # dense endplates, is a minimum too, but at the level of the bodies)
+    base = ndimage.median_filter(p, size=max(3, int(round(70.0 / dz))) | 1, mode="nearest")
+    low = float(np.percentile(p, 5))
+    cand, _ = signal.find_peaks(-p, distance=min_sep)
+    depth = base[cand] - p[cand]
+    discs = cand[depth >= np.maximum(40.0, 0.3 * (base[cand] - low))]
+    # a disc hidden by calcification: a gap much taller than its neighbours gets its lowest point
+    changed = True
+    while changed and discs.size >= 3:
+        changed = False
+        gaps = np.diff(discs)
+        for k, g in enumerate(gaps):
+            nb = np.concatenate([gaps[max(0, k - 2):k], gaps[k + 1:k + 3]])
+            if nb.size and g > 1.6 * np.median(nb):
+                lo_, hi_ = discs[k] + min_sep // 2, discs[k + 1] - min_sep // 2
+                if hi_ > lo_:
+                    mid = lo_ + int(np.argmin(p[lo_:hi_]))
+                    discs = np.sort(np.append(discs, mid))
+                    changed = True
+                    break
     if discs.size < 2:
         raise AnalysisError("could not find vertebral bodies and discs along the canal to name "
                             "the levels; give --levels LABELMAP")
@@ -381,6 +411,95 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
 # --------------------------------------------------------------------------------------------
 # The whole anatomy
 # --------------------------------------------------------------------------------------------
+
+def inner_enhancing(peak_hu, canal, rr_mm, sectors, min_peak_hu=60.0, quantile=40.0):
+    """The sac's inner rim: per slice and sector, the enhancing canal voxels nearest the centre.
+
+    Whatever else fills in the canal (an epidural collection, a leak) lies outside the dura, so
+    the innermost enhancing voxels of each sector are intrathecal.
+
+    Returns
+    -------
+    ndarray, shape (Z, Y, X), bool
+    """
+    out = np.zeros(peak_hu.shape, bool)
+    enh = canal & (peak_hu >= min_peak_hu)
+    for z in range(peak_hu.shape[0]):
+        if not enh[z].any():
+            continue
+        for s in range(4):
+            m = enh[z] & (sectors[z] == s)
+            if m.sum() < 2:
+                continue
+            r_q = np.percentile(rr_mm[z][m], quantile)
+            out[z] |= m & (rr_mm[z] <= r_q)
+    return out
+
+
+def coupling(enh_passes, peak_hu, core, sectors, z_sigma_slices=1.0, min_peak_hu=60.0):
+    """How each voxel's enhancement curve departs from the sac's at its slice and sector.
+
+    The reference curve of a slice and sector is the median enhancement of its ``core`` voxels
+    (the sac's inner rim, see :func:`inner_enhancing`), normalised to its maximum; a voxel's curve
+    is normalised to its own peak. Sectors keep layering apart: the dependent side fills first,
+    and a voxel is compared with its own side.
+
+    Parameters
+    ----------
+    enh_passes : sequence of P arrays, shape (Z, Y, X), HU
+    peak_hu : ndarray, shape (Z, Y, X), HU
+    core : ndarray, shape (Z, Y, X), bool
+    sectors : ndarray, shape (Z, Y, X), uint8
+    z_sigma_slices : float, smoothing of the reference curves along z
+
+    Returns
+    -------
+    lag, lead : ndarray, shape (Z, Y, X), float32, in [0, 1]; 0 where peak < min_peak_hu
+    reached : ndarray, shape (Z,), bool; slices whose core enhanced
+    """
+    p = len(enh_passes)
+    nz = peak_hu.shape[0]
+    ok_core = core & (peak_hu >= min_peak_hu)
+    ref = np.full((p, nz, 4), np.nan)
+    allref = np.full((p, nz), np.nan)
+    for z in range(nz):
+        m = ok_core[z]
+        if m.sum() < 3:
+            continue
+        ez = np.stack([np.asarray(e[z])[m] for e in enh_passes])     # (P, n)
+        allref[:, z] = np.median(ez, axis=1)
+        sz = sectors[z][m]
+        for s in range(4):
+            ms = sz == s
+            if ms.sum() >= 2:
+                ref[:, z, s] = np.median(ez[:, ms], axis=1)
+    ref = np.where(np.isfinite(ref), ref, allref[..., None])
+    reached = np.isfinite(allref).any(axis=0) & \
+        (np.nanmax(np.nan_to_num(allref, nan=0.0), axis=0) >= SAC_ENH_HU)
+    if z_sigma_slices > 0:
+        fin = np.isfinite(ref)
+        w = ndimage.gaussian_filter1d(fin.astype(float), z_sigma_slices, axis=1, mode="nearest")
+        sm = ndimage.gaussian_filter1d(np.where(fin, ref, 0.0), z_sigma_slices, axis=1,
+                                       mode="nearest")
+        ref = np.where(w > 1e-3, sm / np.maximum(w, 1e-6), np.nan)
+    mx = np.nanmax(np.nan_to_num(ref, nan=-np.inf), axis=0)
+    nref = (ref / np.where(mx > 1e-6, mx, np.nan)[None]).astype(np.float32)   # (P, Z, 4)
+    lag = np.zeros(peak_hu.shape, np.float32)
+    lead = np.zeros(peak_hu.shape, np.float32)
+    inv = (1.0 / np.maximum(peak_hu, 1.0)).astype(np.float32)
+    zi = np.arange(nz)[:, None, None]
+    for k in range(p):
+        r = nref[k][zi, sectors]
+        d = np.nan_to_num(r - np.asarray(enh_passes[k], dtype=np.float32) * inv, nan=0.0)
+        np.maximum(lag, d, out=lag)
+        np.maximum(lead, -d, out=lead)
+    weak = peak_hu < min_peak_hu
+    lag[weak] = 0.0
+    lead[weak] = 0.0
+    np.clip(lag, 0.0, 1.0, out=lag)
+    np.clip(lead, 0.0, 1.0, out=lead)
+    return lag, lead, reached
+
 
 def first_pass_index(arrival_s, slice_times_s):
     """Index of the first pass in which each voxel is enhanced (P where never).
@@ -420,7 +539,7 @@ def level_list(level_coord, z_mm):
     return out
 
 
-def build_anatomy(baseline, peak_hu, arrival_s, slice_times_s, spacing_mm, direction, z_mm,
+def build_anatomy(baseline, peak_hu, enh_passes, spacing_mm, direction, z_mm,
                   centre_yx, patient_position="", labelmap=None, top_vertebra=None,
                   full_shape=None, roi_yx=(0, None, 0, None), shell_mm=25.0):
     """Canal, sac, epidural space, paraspinal shell, sectors and levels of one study.
@@ -431,8 +550,7 @@ def build_anatomy(baseline, peak_hu, arrival_s, slice_times_s, spacing_mm, direc
     ----------
     baseline : ndarray, shape (Z, Y, X), HU; pre-contrast pass or temporal minimum (ROI)
     peak_hu : ndarray, shape (Z, Y, X), HU; peak enhancement over baseline (ROI)
-    arrival_s : ndarray, shape (Z, Y, X), s; contrast arrival per voxel, NaN = never (ROI)
-    slice_times_s : ndarray, shape (P, Z), s
+    enh_passes : sequence of P callables or arrays; enhancement of each pass, shape (Z, Y, X), HU (ROI)
     spacing_mm : (x, y, z) mm; direction : 9 direction cosines; z_mm : ndarray, shape (Z,)
     centre_yx : ndarray, shape (Z, 2), coarse canal centre in ROI voxels
     labelmap : ndarray, shape (Z, Y, X), int, or None (ROI)
@@ -475,23 +593,22 @@ def build_anatomy(baseline, peak_hu, arrival_s, slice_times_s, spacing_mm, direc
     del k0, k1, f, kf
     canal = rr <= r_edge
 
-    # 2. sac: what the intrathecal front filled in its first pass at each slice, holes filled
-    kpass = first_pass_index(arrival_s, slice_times_s)
-    p = slice_times_s.shape[0]
-    kc = np.where(canal, kpass, p)
-    k_it = np.full(nz, p, dtype=np.int16)
-    for z in range(nz):
-        v = kc[z][kc[z] < p]
-        if v.size >= 3:
-            k_it[z] = int(np.percentile(v, 5))
-    seed = canal & (kpass <= k_it[:, None, None])
+    # 2. sac: what fills *with* the intrathecal contrast. A voxel belongs to the sac when its
+    #    time course is proportional to the sac core's at that slice and sector (the core lies
+    #    well inside the dura); root sleeves, diverticula and partial volume do the same, while a
+    #    leak lags behind (or, fed from elsewhere along a collection, runs ahead of) the sac.
+    sectors = sector_map(dy, dx, ventral, left)
+    core = inner_enhancing(peak_hu, canal, rr, sectors) | (canal & (rr <= CORE_FRACTION * r_edge))
+    lag, lead, reached = coupling(enh_passes, peak_hu, core, sectors, z_sigma_slices=sigma / 4)
+    coupled = (peak_hu >= SAC_ENH_HU * 0.5) & (np.maximum(lag, lead) < COUPLING_TOL)
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
+    seed = canal & (coupled | (core & (peak_hu >= SAC_ENH_HU * 0.5)))
     seed = ndimage.binary_closing(seed, structure=plane, iterations=1)
-    seed = ndimage.binary_fill_holes(seed, structure=plane)
-    no_contrast = k_it >= p
+    seed = ndimage.binary_fill_holes(seed, structure=plane) & canal
+    no_contrast = ~reached
     water = canal & (baseline > -40.0) & (baseline < 150.0)
-    sac = np.where(no_contrast[:, None, None], water, seed & canal)
+    sac = np.where(no_contrast[:, None, None], water, seed)
     if no_contrast.all():
         raise AnalysisError("intrathecal contrast never reaches the spinal canal in the field of view")
     if no_contrast.any():
@@ -503,7 +620,6 @@ def build_anatomy(baseline, peak_hu, arrival_s, slice_times_s, spacing_mm, direc
     comp[shell] = PARASPINAL
     comp[epidural] = EPIDURAL
     comp[sac] = SAC
-    sectors = sector_map(dy, dx, ventral, left)
 
     # 3. levels
     if labelmap is not None:
@@ -533,4 +649,5 @@ def build_anatomy(baseline, peak_hu, arrival_s, slice_times_s, spacing_mm, direc
                    sectors=sec_full, level_coord=level_coord, levels=lv,
                    ventral_yx=ventral, left_yx=left, cranial_step=cranial_step,
                    dependent=dependent_side(patient_position), notes=notes,
-                   canal_radius_mm=radius, roi_yx=(y0, y1, x0, x1))
+                   canal_radius_mm=radius, roi_yx=(y0, y1, x0, x1), lag=lag, lead=lead,
+                   core=core)

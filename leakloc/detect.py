@@ -60,8 +60,12 @@ from leakloc import levels as _lv  # noqa: E402
 EXTRAVASATION_HU = 90.0
 #: a fistula's vein: enhancement and absolute density (HU)
 VENOUS_ENH_HU, VENOUS_ABS_HU = 30.0, 70.0
+#: contrast outside the sac this long before the local intrathecal arrival came from elsewhere, s
+AHEAD_S = 3.0
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
+#: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
+MIN_LEAK_MM3 = 80.0
 
 
 @dataclass
@@ -71,8 +75,10 @@ class Voxels:
     compartments, sectors : uint8 (Z, Y, X); peak_hu : float32, peak enhancement, HU;
     arrival_s : float32, s, NaN = never; baseline_hu : float32, HU;
     first_pass : int16, first pass each voxel is enhanced in (P = never);
+    lag, lead : float32, departure of the voxel's curve from the sac's (see anatomy.coupling);
     level_coord : (Z,); z_mm : (Z,); slice_times_s : (P, Z); spacing_mm : (x, y, z)
     t_intrathecal_s : (Z,), local intrathecal arrival per slice, NaN = never
+    dy_mm, dx_mm : float32 (Z, Y, X), offset of each voxel from the canal centre, mm
     """
 
     compartments: np.ndarray
@@ -81,11 +87,15 @@ class Voxels:
     arrival_s: np.ndarray
     baseline_hu: np.ndarray
     first_pass: np.ndarray
+    lag: np.ndarray
+    lead: np.ndarray
     level_coord: np.ndarray
     z_mm: np.ndarray
     slice_times_s: np.ndarray
     spacing_mm: tuple
     t_intrathecal_s: np.ndarray
+    dy_mm: np.ndarray = None
+    dx_mm: np.ndarray = None
 
 
 def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
@@ -119,12 +129,57 @@ def extravasation_mask(v: Voxels):
     venous : ndarray bool (Z, Y, X), weaker enhancement reaching venous fistula densities
     """
     outside = (v.compartments == _an.EPIDURAL) | (v.compartments == _an.PARASPINAL)
-    strong = outside & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
+    # contrast outside the sac that fills after the sac (its curve lags the sac's), or that is
+    # there before the intrathecal front reached this level (it came along a collection)
+    t_it = np.nan_to_num(v.t_intrathecal_s, nan=np.inf)[:, None, None]
+    ahead = v.arrival_s < t_it - AHEAD_S
+    uncoupled = (v.lag >= _an.COUPLING_TOL) | ahead
+    strong = outside & uncoupled & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
     venous = outside & ~strong & (v.peak_hu >= VENOUS_ENH_HU) & \
         (v.baseline_hu + v.peak_hu >= VENOUS_ABS_HU) & (v.baseline_hu > -30) & (v.baseline_hu < 150)
+    strong |= _bridge_collections(v, strong)
     # a vein is a tube, not speckle: keep venous voxels only in clusters
     venous = ndimage.binary_opening(venous, structure=ndimage.generate_binary_structure(3, 1))
     return strong, venous
+
+
+def _bridge_collections(v: Voxels, strong, max_gap_mm=110.0, min_voxels=6):
+    """Contrast of an epidural collection where it fills with the sac (near the defect).
+
+    Close to the defect a collection fills in the same pass as the sac, so timing cannot tell them
+    apart; the dura can. Where a ventral (or dorsal) collection is seen on both sides of a gap, its
+    inner border (the displaced dura) is interpolated across the gap and the enhancing canal
+    voxels beyond it are taken as the collection.
+
+    Returns
+    -------
+    ndarray bool (Z, Y, X), the voxels added
+    """
+    added = np.zeros(strong.shape, bool)
+    canal = (v.compartments == _an.SAC) | (v.compartments == _an.EPIDURAL)
+    rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2)
+    sz = float(v.spacing_mm[2])
+    max_gap = max(2, int(round(max_gap_mm / sz)))
+    zi = np.arange(strong.shape[0])
+    for sector in (_an.VENTRAL, _an.DORSAL):
+        sec = (v.sectors == sector) & (v.compartments == _an.EPIDURAL) & strong
+        counts = sec.sum(axis=(1, 2))
+        present = counts >= min_voxels
+        if present.sum() < 2:
+            continue
+        r_in = np.full(strong.shape[0], np.nan)
+        for z in np.nonzero(present)[0]:
+            r_in[z] = np.percentile(rr[z][sec[z]], 10)
+        pz = np.nonzero(present)[0]
+        for a, b in zip(pz[:-1], pz[1:]):
+            if b - a <= 1 or b - a > max_gap:
+                continue
+            for z in range(a + 1, b):
+                r = r_in[a] + (r_in[b] - r_in[a]) * (z - a) / (b - a)
+                m = canal[z] & (v.sectors[z] == sector) & (rr[z] >= r - 0.5 * min(v.spacing_mm[:2])) & \
+                    (v.peak_hu[z] >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s[z])
+                added[z] |= m & ~strong[z]
+    return added
 
 
 def _level_at(v: Voxels, z: float) -> float:
@@ -190,11 +245,16 @@ def find_candidates(v: Voxels):
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
 
-        # onsets: the earliest contrast along the component, one per independent minimum
+        # onsets: the earliest contrast along the component (a collection fills from the defect
+        # outward, so its arrival profile along the spine has its minimum at the defect)
         near = near_sac[zz, yy, xx] & fin
         use = near if near.sum() >= 3 else fin
-        zu = np.unique(zz[use])
+        zu, cnt = np.unique(zz[use], return_counts=True)
+        keep = cnt >= min(3, int(cnt.max()))
+        zu = zu[keep]
         a_z = np.array([np.percentile(arr[use & (zz == z)], 10) for z in zu])
+        if a_z.size >= 3:
+            a_z = ndimage.median_filter(a_z, size=3, mode="nearest")
         onsets_idx = [int(np.argmin(a_z))]
         if zu.size >= 5:
             fill = np.concatenate([[a_z.max() + 1], a_z, [a_z.max() + 1]])
@@ -209,7 +269,9 @@ def find_candidates(v: Voxels):
             zc = zu[oi]
             win = use & (np.abs(zz - zc) <= max(2, int(round(12.0 / sz))))
             tol = max(1.0, 0.15 * interval_s)
-            early = win & (arr <= np.min(arr[win]) + tol)
+            early = win & (arr <= onset + tol)
+            if early.sum() < 1:
+                early = win & (arr <= np.min(arr[win]) + tol)
             w = np.clip(pk[early], 1.0, None)
             z_c = float(np.average(zz[early], weights=w))
             y_c = float(np.average(yy[early], weights=w))
@@ -259,8 +321,8 @@ def is_leak(c: Defect) -> bool:
     delayed = math.isfinite(c.delay_s) and c.delay_s > 0.35 * iv
     spreads = e["span_levels"] >= 1.5
     grows = e["growth"] >= 2.0 and e["volume_mm3"] >= 60.0
-    if c.kind == "csf_venous_fistula":
-        return (delayed or grows or spreads) and e["volume_mm3"] >= 20.0
+    if e["volume_mm3"] < MIN_LEAK_MM3:
+        return False
     return delayed or spreads or grows
 
 

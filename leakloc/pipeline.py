@@ -128,6 +128,7 @@ ROI_MARGIN_MM = 50.0
 SMOOTH_MM = 0.8
 #: enhancement (HU) that counts as contrast for per-voxel arrival
 ARRIVAL_HU = 80.0
+_KEEP_DEBUG = False
 
 
 def _say(progress, msg):
@@ -214,16 +215,20 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
 
     # 3. kernels: per-voxel peak and arrival in one streaming pass per phase
     t2 = time.perf_counter()
+    baseline = np.array(baseline, dtype=np.float32, copy=True)
     shape = baseline.shape
     prev = np.empty(shape, np.float32)
     peak = np.empty(shape, np.float32)
     arrival = np.empty(shape, np.float32)
-    no_region = np.full(shape, -1, np.int32)
-    st_roi = np.ascontiguousarray(st)
     for i in range(n):
-        stream_phase(rois[i], baseline, no_region, 1, prev, peak, arrival,
-                     None if i == 0 else st_roi[i - 1], st_roi[i], ARRIVAL_HU, first=(i == 0))
-    del prev, no_region
+        stream_phase(rois[i], baseline, None, 1, prev, peak, arrival,
+                     None if i == 0 else st[i - 1], st[i], ARRIVAL_HU, first=(i == 0))
+    del prev
+    # from here on the passes are kept as enhancement over the baseline
+    enh = rois
+    for i in range(n):
+        np.subtract(enh[i], baseline, out=enh[i])
+    del rois
     timings["kernels_voxel"] = time.perf_counter() - t2
 
     # 4. anatomy
@@ -231,7 +236,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     _say(progress, "anatomy")
     z_mm = grid.z_mm()
     lab_roi = None if levels_map is None else np.ascontiguousarray(levels_map[:, y0:y1, x0:x1])
-    anat = an.build_anatomy(baseline, peak, arrival, st, grid.spacing_mm, grid.direction, z_mm,
+    anat = an.build_anatomy(baseline, peak, enh, grid.spacing_mm, grid.direction, z_mm,
                             centre_roi, series.patient_position, labelmap=lab_roi,
                             top_vertebra=top_vertebra, full_shape=grid.shape_zyx,
                             roi_yx=(y0, y1, x0, x1))
@@ -245,8 +250,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     region, n_regions = kn.region_map(comp, sect, bins_z)
     stats = []
     for i in range(n):
-        enh = np.subtract(rois[i], baseline, dtype=np.float32)
-        stats.append(region_stats(enh, region, n_regions, ARRIVAL_HU))
+        stats.append(region_stats(enh[i], region, n_regions, ARRIVAL_HU))
     curves = kn.collect(stats, bins_z, st)
     timings["kernels_stats"] = time.perf_counter() - t4
 
@@ -255,10 +259,12 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     _say(progress, "kinetics and detection")
     t_it_slice = dt.intrathecal_arrival_per_slice(comp, arrival)
     kpass = an.first_pass_index(arrival, st)
+    dy_mm, dx_mm = an.polar_grid(shape, anat.centreline_yx - np.array([y0, x0], float), (sy, sx))
     vox = dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak, arrival_s=arrival,
-                    baseline_hu=baseline, first_pass=kpass, level_coord=anat.level_coord,
+                    baseline_hu=baseline, first_pass=kpass, lag=anat.lag, lead=anat.lead,
+                    level_coord=anat.level_coord,
                     z_mm=z_mm, slice_times_s=st, spacing_mm=grid.spacing_mm,
-                    t_intrathecal_s=t_it_slice)
+                    t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm)
     candidates, ext_roi = dt.find_candidates(vox)
     defects, ranked = dt.rank(candidates)
     plan = pl.propose(defects)
@@ -289,7 +295,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     # 7. pictures: straightened MIPs, the axial slice through the defect, the full-grid mask
     t6 = time.perf_counter()
     mip_w = 60.0
-    sag, cor = _straightened_mips(rois, baseline, anat.centreline_yx - np.array([y0, x0], float),
+    sag, cor = _straightened_mips(enh, anat.centreline_yx - np.array([y0, x0], float),
                                   (sy, sx), anat.ventral_yx, anat.left_yx, mip_w)
     ext_full = np.zeros(grid.shape_zyx, np.uint8)
     ext_full[:, y0:y1, x0:x1] = ext_roi
@@ -301,7 +307,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         ax_phase = int(min(n - 1, max(0, d.evidence.get("first_pass", n - 1))))
         axial_hu = np.array(series.phase(ax_phase)[ax_slice], dtype=np.float32)
         axial_enh = np.zeros_like(axial_hu)
-        axial_enh[y0:y1, x0:x1] = rois[ax_phase][ax_slice] - baseline[ax_slice]
+        axial_enh[y0:y1, x0:x1] = enh[ax_phase][ax_slice]
     timings["pictures"] = time.perf_counter() - t6
     timings["total"] = time.perf_counter() - t0
 
@@ -322,10 +328,13 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     res.notes = notes + list(series.notes)
     res.static_reading = dt.static_reading(curves.pct[:, 1, :, -1], curves.present)
     res.baseline_is_precontrast = pre
+    if _KEEP_DEBUG:
+        res.debug = dict(enh=enh, baseline=baseline, comp=comp, sect=sect, peak=peak,
+                         arrival=arrival, kpass=kpass, st=st, roi=(y0, y1, x0, x1))
     return res
 
 
-def _straightened_mips(rois, baseline, centre_yx, spacing_yx_mm, ventral_yx, left_yx, width_mm,
+def _straightened_mips(enh, centre_yx, spacing_yx_mm, ventral_yx, left_yx, width_mm,
                        slab_mm=12.0):
     """Enhancement MIPs straightened along the centreline.
 
@@ -334,7 +343,7 @@ def _straightened_mips(rois, baseline, centre_yx, spacing_yx_mm, ventral_yx, lef
     sagittal, coronal : ndarray, shape (P, Z, W), HU; W runs ventral->dorsal (sagittal) and
         left->right (coronal) across ``width_mm``; each projects a slab of ``2 * slab_mm``.
     """
-    nz = baseline.shape[0]
+    nz = enh[0].shape[0]
     step = min(spacing_yx_mm)
     u = np.arange(-width_mm / 2, width_mm / 2 + 1e-9, step)
     s = np.arange(-slab_mm, slab_mm + 1e-9, step)
@@ -348,8 +357,8 @@ def _straightened_mips(rois, baseline, centre_yx, spacing_yx_mm, ventral_yx, lef
         zz = np.broadcast_to(np.arange(nz)[:, None, None], py.shape)
         coords = [zz.ravel(), py.ravel(), px.ravel()]
         mips = []
-        for r in rois:
-            e = ndimage.map_coordinates(r - baseline, coords, order=1, mode="constant", cval=0.0)
+        for e_pass in enh:
+            e = ndimage.map_coordinates(e_pass, coords, order=1, mode="constant", cval=0.0)
             mips.append(e.reshape(py.shape).max(axis=2))
         out.append(np.asarray(mips, dtype=np.float32))
     return out[0], out[1]
