@@ -1215,6 +1215,8 @@ def _read_dicom_pixels(files, grid: Grid, label: str) -> np.ndarray:
 # rigid motion either way, only expressed about a different centre.
 # ============================================================================================
 
+import dataclasses  # noqa: E402  (motion section, appended)
+
 __all__ += ["RigidMotion", "estimate_rigid", "apply_rigid", "needs_registration"]
 
 _MOTION_RADIUS_MM = 60.0
@@ -1297,6 +1299,23 @@ class RigidMotion:
         u = np.stack([np.cos(th) * np.sin(phi), np.sin(th) * np.sin(phi), np.cos(phi)], axis=-1)
         pts = np.asarray(self.center_mm, dtype=float) + self.radius_mm * u
         return float(max(self.displacement_mm(pts).max(), np.linalg.norm(self.translation_mm)))
+
+    def for_crop(self, start_zyx, spacing_mm) -> "RigidMotion":
+        """The same physical motion for a crop ``vol[z0:, y0:, x0:]`` of the grid it was found on.
+
+        Index-space mm restart at the crop corner, so only the centre moves:
+        ``c' = c - start * spacing``. Crop fixed and moving alike (with a margin larger than the
+        motion, trimmed after :func:`apply_rigid`, or samples from outside the crop become
+        ``default_hu``).
+
+        Parameters
+        ----------
+        start_zyx : sequence of 3 int, (z0, y0, x0) voxel index of the crop corner
+        spacing_mm : sequence of 3 float, ITK (x, y, z) mm
+        """
+        off = np.asarray(start_zyx, dtype=float)[::-1] * np.asarray(spacing_mm, dtype=float)
+        return dataclasses.replace(self, center_mm=tuple(float(v) for v in
+                                                         np.asarray(self.center_mm) - off))
 
     def _sitk(self):
         import SimpleITK as sitk

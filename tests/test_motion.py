@@ -174,3 +174,15 @@ def test_phantom_motion_recovered_across_contrast_passes():
         cos = (np.trace(m.rotation_matrix.T @ a) - 1) / 2
         assert np.degrees(np.arccos(min(cos, 1.0))) < 0.5
         assert np.linalg.norm(pts @ a.T + b - pts, axis=1).max() > 2.0
+
+
+def test_for_crop_is_the_same_physical_motion(fixed):
+    moving = _moved_spine((0.0, 0.0, 2.0), (2.5, -3.0, 1.0), seed=6)
+    m = estimate_rigid(fixed, moving, SPACING)
+    full = apply_rigid(moving, SPACING, m)
+    z0, y0, x0 = 10, 12, 8
+    crop = apply_rigid(moving[z0:, y0:, x0:], SPACING, m.for_crop((z0, y0, x0), SPACING))
+    inner = (slice(8, -8),) * 3   # away from the crop edge (samples from outside it are -1024)
+    assert np.allclose(crop[inner], full[z0:, y0:, x0:][inner], atol=1e-3)
+    wrong = apply_rigid(moving[z0:, y0:, x0:], SPACING, m)   # forgetting for_crop is visible
+    assert np.abs(wrong[inner] - full[z0:, y0:, x0:][inner]).max() > 100.0
