@@ -778,7 +778,7 @@ def _progress(i, n, rec, t0):
     if rec.get("error"):
         verdict = "ERROR " + rec["error"][:100]
     elif s["leak"]:
-        verdict = ("ok" if s["correct"] else "wrong") + f" (error {s['level_error']} levels)" \
+        verdict = ("ok" if s["correct"] else "wrong") + f" (error {s['level_error']:.2f} levels)" \
             if s["level_error"] is not None else "missed"
     else:
         verdict = "ok (no leak)" if s["no_call"] else f"false call {rec['calls'][0]['level']}"
