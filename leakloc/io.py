@@ -1489,9 +1489,10 @@ def needs_registration(fixed: np.ndarray, moving: np.ndarray, spacing_mm, *,
     Both passes are block-averaged to about ``target_mm`` voxels and thresholded at ``bone_hu``;
     the fixed bone the moving pass lost, ``|A \\ B|``, counts twice (a moved surface loses as
     much as it gains; contrast only ever adds bright voxels, so it does not count) and is divided
-    by the fixed bone surface area. About 0-0.3 mm when nothing moved (noise, partial volume);
-    a rigid shift ``d`` gives roughly ``d / 3`` to ``d / 2``. Contrast that *leaves* between the
-    passes (bright in ``fixed`` only) also counts.
+    by the fixed bone surface area. Measured on the phantoms: about 0.03 when nothing moved (also
+    with the sac full of contrast), 0.13-0.45 for 0.5 mm / 0.3 degree motion, 0.85-2.0 for
+    3 mm / 2 degrees: skip registration below 0.1. Contrast that *leaves* between the passes
+    (bright in ``fixed`` only) also counts.
 
     Parameters
     ----------
