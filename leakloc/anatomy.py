@@ -48,8 +48,8 @@ class Anatomy:
     notes : list of str
     canal_radius_mm : ndarray, shape (Z, n_angles), mm; bony canal radius around the centreline
     roi_yx : (y0, y1, x0, x1), the in-plane box the analysis worked in
-    lag, lead : ndarray, shape of the ROI, float32; how far each voxel's normalised enhancement
-        curve falls behind / runs ahead of the sac core's at its slice and sector (0..1)
+    lag_s : ndarray, shape of the ROI, float32, s; how much later than the sac core beside it
+        each voxel fills (negative: earlier), NaN where it does not enhance (see :func:`coupling`)
     core : ndarray, shape of the ROI, bool; the sac core (well inside the dura)
     """
 
@@ -65,8 +65,7 @@ class Anatomy:
     notes: list = field(default_factory=list)
     canal_radius_mm: np.ndarray | None = None
     roi_yx: tuple = (0, None, 0, None)
-    lag: np.ndarray | None = None
-    lead: np.ndarray | None = None
+    lag_s: np.ndarray | None = None
     core: np.ndarray | None = None
 
 
@@ -87,8 +86,9 @@ BONE_HU = 300.0
 SAC_ENH_HU = 120.0
 #: the sac core: this fraction of the bony canal's radius around the centre
 CORE_FRACTION = 0.3
-#: largest difference of normalised curves (0..1) that still counts as filling with the sac
-COUPLING_TOL = 0.35
+#: a voxel fills with the sac when it reaches half its peak within this fraction of a pass
+#: interval (and at least COUPLING_MIN_S) of the sac core beside it
+COUPLING_FRACTION, COUPLING_MIN_S = 0.4, 3.0
 
 _DEPENDENT = {"HFP": "ventral", "FFP": "ventral", "HFS": "dorsal", "FFS": "dorsal",
               "HFDR": "right", "FFDR": "right", "HFDL": "left", "FFDL": "left"}
@@ -118,6 +118,13 @@ def patient_axes(direction, spacing_mm):
     left /= np.linalg.norm(left)
     cranial_step = 1 if d[2, 2] >= 0 else -1
     return ventral, left, cranial_step
+
+
+def side_vector(side: str, ventral_yx, left_yx):
+    """Unit vector (y, x) of a patient side ('ventral', 'dorsal', 'left', 'right')."""
+    v = {"ventral": ventral_yx, "dorsal": -np.asarray(ventral_yx), "left": left_yx,
+         "right": -np.asarray(left_yx)}[side]
+    return np.asarray(v, dtype=float)
 
 
 def dependent_side(patient_position: str) -> str:
@@ -436,13 +443,46 @@ def inner_enhancing(peak_hu, canal, rr_mm, sectors, min_peak_hu=60.0, quantile=4
     return out
 
 
-def coupling(enh_passes, peak_hu, core, sectors, z_sigma_slices=1.0, min_peak_hu=60.0):
-    """How each voxel's enhancement curve departs from the sac's at its slice and sector.
+def half_rise_time(curves, times_s):
+    """When a normalised enhancement curve first reaches one half, interpolated between passes.
+
+    Parameters
+    ----------
+    curves : sequence of P arrays (any common shape S), normalised enhancement (peak = 1)
+    times_s : sequence of P arrays broadcastable to S, acquisition time, s
+
+    Returns
+    -------
+    ndarray, shape S, float32, s; NaN where the curve never reaches one half
+    """
+    out = np.full(np.shape(curves[0]), np.nan, dtype=np.float32)
+    prev_c = prev_t = None
+    for c, t in zip(curves, times_s):
+        c = np.asarray(c, dtype=np.float32)
+        t = np.broadcast_to(np.asarray(t, dtype=np.float32), c.shape)
+        hit = np.isnan(out) & (c >= 0.5)
+        if prev_c is None:
+            out[hit] = t[hit]
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f = (0.5 - prev_c) / (c - prev_c)
+            f = np.clip(np.nan_to_num(f, nan=1.0), 0.0, 1.0)
+            val = prev_t + f * (t - prev_t)
+            out[hit] = val[hit]
+        prev_c, prev_t = c, t
+    return out
+
+
+def coupling(enh_passes, peak_hu, core, sectors, slice_times_s, z_sigma_slices=1.0,
+             min_peak_hu=60.0):
+    """How late each voxel fills compared with the sac at its slice and sector.
 
     The reference curve of a slice and sector is the median enhancement of its ``core`` voxels
-    (the sac's inner rim, see :func:`inner_enhancing`), normalised to its maximum; a voxel's curve
-    is normalised to its own peak. Sectors keep layering apart: the dependent side fills first,
-    and a voxel is compared with its own side.
+    (the sac's inner rim, see :func:`inner_enhancing`). A voxel's lag is the time its own curve,
+    normalised to its peak, reaches one half, minus the time the reference does: structures that
+    fill with the sac (root sleeves, diverticula, partial volume at the sac's edge, layering
+    within one side of the sac) have a lag near 0; a leak fills later (lag > 0), or, fed along a
+    collection from elsewhere, earlier (lag < 0).
 
     Parameters
     ----------
@@ -450,11 +490,13 @@ def coupling(enh_passes, peak_hu, core, sectors, z_sigma_slices=1.0, min_peak_hu
     peak_hu : ndarray, shape (Z, Y, X), HU
     core : ndarray, shape (Z, Y, X), bool
     sectors : ndarray, shape (Z, Y, X), uint8
+    slice_times_s : ndarray, shape (P, Z), s
     z_sigma_slices : float, smoothing of the reference curves along z
 
     Returns
     -------
-    lag, lead : ndarray, shape (Z, Y, X), float32, in [0, 1]; 0 where peak < min_peak_hu
+    lag_s : ndarray, shape (Z, Y, X), float32, s; NaN where peak < min_peak_hu or the reference
+        never enhanced
     reached : ndarray, shape (Z,), bool; slices whose core enhanced
     """
     p = len(enh_passes)
@@ -483,22 +525,16 @@ def coupling(enh_passes, peak_hu, core, sectors, z_sigma_slices=1.0, min_peak_hu
                                        mode="nearest")
         ref = np.where(w > 1e-3, sm / np.maximum(w, 1e-6), np.nan)
     mx = np.nanmax(np.nan_to_num(ref, nan=-np.inf), axis=0)
-    nref = (ref / np.where(mx > 1e-6, mx, np.nan)[None]).astype(np.float32)   # (P, Z, 4)
-    lag = np.zeros(peak_hu.shape, np.float32)
-    lead = np.zeros(peak_hu.shape, np.float32)
+    nref = ref / np.where(mx > SAC_ENH_HU * 0.5, mx, np.nan)[None]          # (P, Z, 4)
+    st = np.asarray(slice_times_s, dtype=np.float32)
+    t_ref = half_rise_time(list(nref), [st[k][:, None] for k in range(p)])  # (Z, 4)
     inv = (1.0 / np.maximum(peak_hu, 1.0)).astype(np.float32)
+    t_vox = half_rise_time([np.asarray(e, dtype=np.float32) * inv for e in enh_passes],
+                           [st[k][:, None, None] for k in range(p)])
     zi = np.arange(nz)[:, None, None]
-    for k in range(p):
-        r = nref[k][zi, sectors]
-        d = np.nan_to_num(r - np.asarray(enh_passes[k], dtype=np.float32) * inv, nan=0.0)
-        np.maximum(lag, d, out=lag)
-        np.maximum(lead, -d, out=lead)
-    weak = peak_hu < min_peak_hu
-    lag[weak] = 0.0
-    lead[weak] = 0.0
-    np.clip(lag, 0.0, 1.0, out=lag)
-    np.clip(lead, 0.0, 1.0, out=lead)
-    return lag, lead, reached
+    lag = t_vox - t_ref[zi, sectors]
+    lag[peak_hu < min_peak_hu] = np.nan
+    return lag.astype(np.float32), reached
 
 
 def first_pass_index(arrival_s, slice_times_s):
@@ -539,7 +575,14 @@ def level_list(level_coord, z_mm):
     return out
 
 
-def build_anatomy(baseline, peak_hu, enh_passes, spacing_mm, direction, z_mm,
+def coupling_tolerance_s(slice_times_s):
+    """Largest lag (s) that still counts as filling with the sac: a fraction of a pass interval."""
+    t = np.sort(np.asarray(slice_times_s, float).mean(axis=1))
+    iv = float(np.median(np.diff(t))) if t.size > 1 else 10.0
+    return max(COUPLING_MIN_S, COUPLING_FRACTION * iv)
+
+
+def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, direction, z_mm,
                   centre_yx, patient_position="", labelmap=None, top_vertebra=None,
                   full_shape=None, roi_yx=(0, None, 0, None), shell_mm=25.0):
     """Canal, sac, epidural space, paraspinal shell, sectors and levels of one study.
@@ -550,7 +593,8 @@ def build_anatomy(baseline, peak_hu, enh_passes, spacing_mm, direction, z_mm,
     ----------
     baseline : ndarray, shape (Z, Y, X), HU; pre-contrast pass or temporal minimum (ROI)
     peak_hu : ndarray, shape (Z, Y, X), HU; peak enhancement over baseline (ROI)
-    enh_passes : sequence of P callables or arrays; enhancement of each pass, shape (Z, Y, X), HU (ROI)
+    enh_passes : sequence of P arrays; enhancement of each pass, shape (Z, Y, X), HU (ROI)
+    slice_times_s : ndarray, shape (P, Z), s
     spacing_mm : (x, y, z) mm; direction : 9 direction cosines; z_mm : ndarray, shape (Z,)
     centre_yx : ndarray, shape (Z, 2), coarse canal centre in ROI voxels
     labelmap : ndarray, shape (Z, Y, X), int, or None (ROI)
@@ -599,8 +643,10 @@ def build_anatomy(baseline, peak_hu, enh_passes, spacing_mm, direction, z_mm,
     #    leak lags behind (or, fed from elsewhere along a collection, runs ahead of) the sac.
     sectors = sector_map(dy, dx, ventral, left)
     core = inner_enhancing(peak_hu, canal, rr, sectors) | (canal & (rr <= CORE_FRACTION * r_edge))
-    lag, lead, reached = coupling(enh_passes, peak_hu, core, sectors, z_sigma_slices=sigma / 4)
-    coupled = (peak_hu >= SAC_ENH_HU * 0.5) & (np.maximum(lag, lead) < COUPLING_TOL)
+    lag, reached = coupling(enh_passes, peak_hu, core, sectors, slice_times_s,
+                            z_sigma_slices=sigma / 4)
+    tol_s = coupling_tolerance_s(slice_times_s)
+    coupled = (peak_hu >= SAC_ENH_HU * 0.5) & (np.abs(np.nan_to_num(lag, nan=99.0)) < tol_s)
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     seed = canal & (coupled | (core & (peak_hu >= SAC_ENH_HU * 0.5)))
@@ -649,5 +695,4 @@ def build_anatomy(baseline, peak_hu, enh_passes, spacing_mm, direction, z_mm,
                    sectors=sec_full, level_coord=level_coord, levels=lv,
                    ventral_yx=ventral, left_yx=left, cranial_step=cranial_step,
                    dependent=dependent_side(patient_position), notes=notes,
-                   canal_radius_mm=radius, roi_yx=(y0, y1, x0, x1), lag=lag, lead=lead,
-                   core=core)
+                   canal_radius_mm=radius, roi_yx=(y0, y1, x0, x1), lag_s=lag, core=core)

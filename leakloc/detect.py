@@ -75,10 +75,11 @@ class Voxels:
     compartments, sectors : uint8 (Z, Y, X); peak_hu : float32, peak enhancement, HU;
     arrival_s : float32, s, NaN = never; baseline_hu : float32, HU;
     first_pass : int16, first pass each voxel is enhanced in (P = never);
-    lag, lead : float32, departure of the voxel's curve from the sac's (see anatomy.coupling);
+    lag_s : float32, s, how much later than the sac beside it the voxel fills (anatomy.coupling);
     level_coord : (Z,); z_mm : (Z,); slice_times_s : (P, Z); spacing_mm : (x, y, z)
     t_intrathecal_s : (Z,), local intrathecal arrival per slice, NaN = never
     dy_mm, dx_mm : float32 (Z, Y, X), offset of each voxel from the canal centre, mm
+    dependent_yx : (2,), unit vector (y, x) towards the side contrast layers on, or None
     """
 
     compartments: np.ndarray
@@ -87,8 +88,7 @@ class Voxels:
     arrival_s: np.ndarray
     baseline_hu: np.ndarray
     first_pass: np.ndarray
-    lag: np.ndarray
-    lead: np.ndarray
+    lag_s: np.ndarray
     level_coord: np.ndarray
     z_mm: np.ndarray
     slice_times_s: np.ndarray
@@ -96,6 +96,7 @@ class Voxels:
     t_intrathecal_s: np.ndarray
     dy_mm: np.ndarray = None
     dx_mm: np.ndarray = None
+    dependent_yx: np.ndarray = None
 
 
 def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
@@ -133,7 +134,15 @@ def extravasation_mask(v: Voxels):
     # there before the intrathecal front reached this level (it came along a collection)
     t_it = np.nan_to_num(v.t_intrathecal_s, nan=np.inf)[:, None, None]
     ahead = v.arrival_s < t_it - AHEAD_S
-    uncoupled = (v.lag >= _an.COUPLING_TOL) | ahead
+    tol_s = _an.coupling_tolerance_s(v.slice_times_s)
+    late = np.nan_to_num(v.lag_s, nan=0.0) >= tol_s
+    if v.dependent_yx is not None:
+        # contrast layers on the dependent side: the sac's upper (non-dependent) part fills late
+        # by itself, so inside the canal a late fill up there is not taken as a leak
+        rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2) + 1e-3
+        up = (v.dy_mm * v.dependent_yx[0] + v.dx_mm * v.dependent_yx[1]) / rr < -0.35
+        late &= ~(up & (v.compartments == _an.EPIDURAL))
+    uncoupled = late | ahead
     strong = outside & uncoupled & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
     venous = outside & ~strong & (v.peak_hu >= VENOUS_ENH_HU) & \
         (v.baseline_hu + v.peak_hu >= VENOUS_ABS_HU) & (v.baseline_hu > -30) & (v.baseline_hu < 150)
@@ -250,21 +259,31 @@ def find_candidates(v: Voxels):
         near = near_sac[zz, yy, xx] & fin
         use = near if near.sum() >= 3 else fin
         zu, cnt = np.unique(zz[use], return_counts=True)
-        keep = cnt >= min(3, int(cnt.max()))
+        # slices with real support: a few stray voxels at the end of a component are not an onset
+        keep = cnt >= max(min(3, int(cnt.max())), int(0.25 * np.median(cnt)))
         zu = zu[keep]
         a_z = np.array([np.percentile(arr[use & (zz == z)], 10) for z in zu])
-        if a_z.size >= 3:
+        if a_z.size >= 5:
+            a_z = ndimage.median_filter(a_z, size=5, mode="nearest")
+        elif a_z.size >= 3:
             a_z = ndimage.median_filter(a_z, size=3, mode="nearest")
-        onsets_idx = [int(np.argmin(a_z))]
+        # the defect is where contrast leaves the sac first *and* as soon as the sac filled there:
+        # along a collection both the arrival and its delay after the local intrathecal arrival
+        # grow with the distance from the defect (the delay changes sign there at high flow)
+        t_loc = v.t_intrathecal_s[zu]
+        t_loc = np.where(np.isfinite(t_loc), t_loc, a_z)
+        cost = a_z + np.abs(a_z - t_loc)
+        onsets_idx = [int(np.argmin(cost))]
         if zu.size >= 5:
-            fill = np.concatenate([[a_z.max() + 1], a_z, [a_z.max() + 1]])
-            pk_idx, props = signal.find_peaks(-fill, prominence=max(2.0, 0.3 * interval_s),
+            fill = np.concatenate([[cost.max() + 1], cost, [cost.max() + 1]])
+            pk_idx, props = signal.find_peaks(-fill, prominence=max(4.0, 0.8 * interval_s),
                                               distance=max(2, int(round(30.0 / sz))))
             pk_idx = [i - 1 for i in pk_idx]
             if pk_idx:
-                onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: a_z[i])
+                onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: cost[i])
         for rank, oi in enumerate(onsets_idx):
             onset = float(a_z[oi])
+            onset_cost = float(cost[oi])
             # the earliest voxels near this onset's slice
             zc = zu[oi]
             win = use & (np.abs(zz - zc) <= max(2, int(round(12.0 / sz))))
@@ -301,7 +320,7 @@ def find_candidates(v: Voxels):
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
                       component=k, onset_rank_in_component=rank, n_passes=p,
-                      t_intrathecal_s=t_it)
+                      t_intrathecal_s=t_it, onset_cost_s=onset_cost)
             name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
             out.append(Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind=kind,
                               onset_time_s=onset, confidence=0.0, delay_s=delay, slice_index=zi,
@@ -309,33 +328,59 @@ def find_candidates(v: Voxels):
     return out, mask
 
 
-def is_leak(c: Defect) -> bool:
+def _mirrored(c: Defect, candidates) -> bool:
+    """A lateral candidate with a twin on the other side at the same level: root sleeves and
+    other paired structures fill symmetrically; a leak is one-sided."""
+    if c.side not in ("left", "right"):
+        return False
+    other = "right" if c.side == "left" else "left"
+    iv = max(c.evidence["interval_s"], 1.0)
+    for o in candidates:
+        if o is c or o.side != other:
+            continue
+        if abs(o.level_coord - c.level_coord) > 0.6:
+            continue
+        va, vb = c.evidence["volume_mm3"], o.evidence["volume_mm3"]
+        if max(va, vb) > 3.0 * min(va, vb):
+            continue
+        if abs(o.onset_time_s - c.onset_time_s) > 0.8 * iv:
+            continue
+        return True
+    return False
+
+
+def is_leak(c: Defect, candidates=()) -> bool:
     """Whether a candidate is extravasation rather than something that fills with the sac.
 
     Root sleeves, meningeal diverticula and pseudomeningoceles fill at the local intrathecal
-    arrival, stay local and do not grow; a leak starts later than the sac, spreads along the
-    spine or grows from pass to pass.
+    arrival, stay local and do not grow, and root sleeves come in pairs; a leak starts later than
+    the sac (or ahead of it, fed along a collection), spreads along the spine or grows from pass
+    to pass, on one side.
     """
     e = c.evidence
     iv = max(e["interval_s"], 1.0)
-    delayed = math.isfinite(c.delay_s) and c.delay_s > 0.35 * iv
+    delayed = math.isfinite(c.delay_s) and abs(c.delay_s) > 0.35 * iv
     spreads = e["span_levels"] >= 1.5
     grows = e["growth"] >= 2.0 and e["volume_mm3"] >= 60.0
     if e["volume_mm3"] < MIN_LEAK_MM3:
+        return False
+    if _mirrored(c, candidates):
         return False
     return delayed or spreads or grows
 
 
 def score(c: Defect) -> float:
-    """Raw evidence for a candidate (higher = more likely the defect), before calibration."""
+    """Raw evidence that a candidate is the (first) defect, before calibration.
+
+    Large extravasation, leaving the sac as soon as the sac filled there, early in the study.
+    """
     e = c.evidence
     iv = max(e["interval_s"], 1.0)
-    d = c.delay_s if math.isfinite(c.delay_s) else 0.0
-    s = (0.8 * math.log10(max(e["volume_mm3"], 1.0))
-         + 1.2 * min(max(d / iv, 0.0), 2.0)
-         + 0.6 * min(e["span_levels"], 4.0) / 4.0
-         + 0.4 * min(math.log2(max(e["growth"], 1.0)), 3.0) / 3.0
-         - 1.0 * min(e["spread_levels"], 2.0)
+    d = c.delay_s if math.isfinite(c.delay_s) else 2.0 * iv
+    s = (1.0 * math.log10(max(e["volume_mm3"], 1.0))
+         - 0.8 * min(abs(d) / iv, 3.0)
+         + 0.4 * min(e["span_levels"], 4.0) / 4.0
+         - 0.7 * min(e["spread_levels"], 2.0)
          - 0.8 * e["onset_rank_in_component"])
     return s
 
@@ -351,37 +396,45 @@ def calibrate(raw: float, ambiguity: float = 0.0) -> float:
 
 
 def rank(candidates):
-    """Split candidates into defects (leaks, ranked by onset then evidence) and the rest.
+    """Split candidates into defects (leaks, most probable first) and the rest.
 
     Returns
     -------
     defects : list of Defect (confidence set), most probable first
     ranked : list of Defect, every candidate, leaks first
     """
-    leaks = [c for c in candidates if is_leak(c)]
-    others = [c for c in candidates if not is_leak(c)]
+    flags = {id(c): is_leak(c, candidates) for c in candidates}
+    leaks = [c for c in candidates if flags[id(c)]]
+    others = [c for c in candidates if not flags[id(c)]]
     for c in candidates:
         c.evidence["score"] = score(c)
-        c.evidence["is_leak"] = c in leaks
-    # earliest onset first: the collection fills from the defect outward
-    leaks.sort(key=lambda c: (c.onset_time_s, -c.evidence["score"]))
+        c.evidence["is_leak"] = flags[id(c)]
+    leaks.sort(key=lambda c: -c.evidence["score"])
     defects = []
     for c in leaks:
-        # the same defect seen twice (two components at the same place) is one defect
-        if any(abs(c.level_coord - d.level_coord) < 1.0 and c.side == d.side for d in defects):
+        # one defect per component unless its own onset is clearly separate; one per place
+        if any(abs(c.level_coord - d.level_coord) < 1.0 for d in defects):
+            continue
+        if defects and (c.evidence["component"] in {d.evidence["component"] for d in defects}):
+            continue
+        if defects and c.evidence["score"] < defects[0].evidence["score"] - SECOND_DEFECT_MARGIN:
             continue
         defects.append(c)
-    if defects:
-        t0 = defects[0].onset_time_s
-        for i, d in enumerate(defects):
-            amb = 0.0
-            if i == 0 and len(defects) > 1:
-                gap = (defects[1].onset_time_s - t0) / max(d.evidence["interval_s"], 1.0)
-                amb = max(0.0, 0.5 - gap)
-            d.confidence = calibrate(d.evidence["score"], amb)
+    for i, d in enumerate(defects):
+        amb = 0.0
+        alts = [c for c in leaks if c is not d and abs(c.level_coord - d.level_coord) >= 1.0]
+        if alts:
+            gap = d.evidence["score"] - max(c.evidence["score"] for c in alts)
+            amb = max(0.0, 1.0 - gap)
+        d.confidence = calibrate(d.evidence["score"], amb)
     for c in others:
         c.confidence = calibrate(c.evidence["score"]) * 0.2
-    return defects, defects + [c for c in leaks if c not in defects] + others
+    rest = sorted([c for c in leaks if c not in defects], key=lambda c: -c.evidence["score"])
+    return defects, defects + rest + others
+
+
+#: a second defect is reported only when its evidence is nearly as strong as the first's
+SECOND_DEFECT_MARGIN = 0.8
 
 
 def static_reading(ext_last_pct, bins_present):

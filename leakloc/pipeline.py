@@ -236,7 +236,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     _say(progress, "anatomy")
     z_mm = grid.z_mm()
     lab_roi = None if levels_map is None else np.ascontiguousarray(levels_map[:, y0:y1, x0:x1])
-    anat = an.build_anatomy(baseline, peak, enh, grid.spacing_mm, grid.direction, z_mm,
+    anat = an.build_anatomy(baseline, peak, enh, st, grid.spacing_mm, grid.direction, z_mm,
                             centre_roi, series.patient_position, labelmap=lab_roi,
                             top_vertebra=top_vertebra, full_shape=grid.shape_zyx,
                             roi_yx=(y0, y1, x0, x1))
@@ -261,10 +261,11 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     kpass = an.first_pass_index(arrival, st)
     dy_mm, dx_mm = an.polar_grid(shape, anat.centreline_yx - np.array([y0, x0], float), (sy, sx))
     vox = dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak, arrival_s=arrival,
-                    baseline_hu=baseline, first_pass=kpass, lag=anat.lag, lead=anat.lead,
+                    baseline_hu=baseline, first_pass=kpass, lag_s=anat.lag_s,
                     level_coord=anat.level_coord,
                     z_mm=z_mm, slice_times_s=st, spacing_mm=grid.spacing_mm,
-                    t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm)
+                    t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm,
+                    dependent_yx=an.side_vector(anat.dependent, anat.ventral_yx, anat.left_yx))
     candidates, ext_roi = dt.find_candidates(vox)
     defects, ranked = dt.rank(candidates)
     plan = pl.propose(defects)
