@@ -81,7 +81,7 @@ from leakloc import AnalysisError  # noqa: E402
 from leakloc import levels as _lv  # noqa: E402
 
 #: HU above which baseline voxels count as bone (or calcification) for the canal border
-BONE_HU = 300.0
+BONE_HU = 200.0
 #: enhancement (HU over baseline) that marks intrathecal contrast when finding the sac
 SAC_ENH_HU = 120.0
 #: the sac core: this fraction of the bony canal's radius around the centre
@@ -473,25 +473,28 @@ def half_rise_time(curves, times_s):
     return out
 
 
-def coupling(enh_passes, peak_hu, core, sectors, slice_times_s, z_sigma_slices=1.0,
-             min_peak_hu=60.0):
-    """How late each voxel fills compared with the sac at its slice and sector.
+def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices=1.0,
+             min_peak_hu=60.0, bin_mm=1.5):
+    """How late each voxel fills compared with the sac at its slice and height along gravity.
 
-    The reference curve of a slice and sector is the median enhancement of its ``core`` voxels
-    (the sac's inner rim, see :func:`inner_enhancing`). A voxel's lag is the time its own curve,
-    normalised to its peak, reaches one half, minus the time the reference does: structures that
-    fill with the sac (root sleeves, diverticula, partial volume at the sac's edge, layering
-    within one side of the sac) have a lag near 0; a leak fills later (lag > 0), or, fed along a
-    collection from elsewhere, earlier (lag < 0).
+    Contrast is heavier than CSF and layers: the dependent part of the sac fills first. The
+    reference curve of a slice and height is the median enhancement of the ``core`` voxels (the
+    sac's inner rim, see :func:`inner_enhancing`) at that height; voxels beyond the core's range
+    of heights take the nearest one. A voxel's lag is the time its own curve, normalised to its
+    peak, reaches one half, minus the time the reference does: structures that fill with the sac
+    (root sleeves, diverticula, partial volume at the sac's edge, the sac's own upper part) have a
+    lag near 0; a leak fills later (lag > 0), or, fed along a collection from elsewhere, earlier.
 
     Parameters
     ----------
     enh_passes : sequence of P arrays, shape (Z, Y, X), HU
     peak_hu : ndarray, shape (Z, Y, X), HU
     core : ndarray, shape (Z, Y, X), bool
-    sectors : ndarray, shape (Z, Y, X), uint8
+    height_mm : ndarray, shape (Z, Y, X), mm; offset of each voxel from the canal centre
+        towards the dependent side
     slice_times_s : ndarray, shape (P, Z), s
     z_sigma_slices : float, smoothing of the reference curves along z
+    bin_mm : float, height resolution of the reference
 
     Returns
     -------
@@ -501,8 +504,10 @@ def coupling(enh_passes, peak_hu, core, sectors, slice_times_s, z_sigma_slices=1
     """
     p = len(enh_passes)
     nz = peak_hu.shape[0]
+    n_h = int(round(40.0 / bin_mm))
+    hb = np.clip(np.round(height_mm / bin_mm).astype(np.int32) + n_h // 2, 0, n_h - 1)
     ok_core = core & (peak_hu >= min_peak_hu)
-    ref = np.full((p, nz, 4), np.nan)
+    ref = np.full((p, nz, n_h), np.nan)
     allref = np.full((p, nz), np.nan)
     for z in range(nz):
         m = ok_core[z]
@@ -510,11 +515,20 @@ def coupling(enh_passes, peak_hu, core, sectors, slice_times_s, z_sigma_slices=1
             continue
         ez = np.stack([np.asarray(e[z])[m] for e in enh_passes])     # (P, n)
         allref[:, z] = np.median(ez, axis=1)
-        sz = sectors[z][m]
-        for s in range(4):
-            ms = sz == s
-            if ms.sum() >= 2:
-                ref[:, z, s] = np.median(ez[:, ms], axis=1)
+        bz = hb[z][m]
+        have = []
+        for b in np.unique(bz):
+            mb = bz == b
+            if mb.sum() >= 2:
+                ref[:, z, b] = np.median(ez[:, mb], axis=1)
+                have.append(b)
+        if have:
+            # heights beyond the core's take the nearest height the core has
+            have = np.asarray(have)
+            idx = np.arange(n_h)
+            near = have[np.abs(idx[:, None] - have[None, :]).argmin(axis=1)]
+            missing = ~np.isfinite(ref[0, z])
+            ref[:, z, missing] = ref[:, z, near[missing]]
     ref = np.where(np.isfinite(ref), ref, allref[..., None])
     reached = np.isfinite(allref).any(axis=0) & \
         (np.nanmax(np.nan_to_num(allref, nan=0.0), axis=0) >= SAC_ENH_HU)
@@ -525,14 +539,17 @@ def coupling(enh_passes, peak_hu, core, sectors, slice_times_s, z_sigma_slices=1
                                        mode="nearest")
         ref = np.where(w > 1e-3, sm / np.maximum(w, 1e-6), np.nan)
     mx = np.nanmax(np.nan_to_num(ref, nan=-np.inf), axis=0)
-    nref = ref / np.where(mx > SAC_ENH_HU * 0.5, mx, np.nan)[None]          # (P, Z, 4)
+    nref = ref / np.where(mx > SAC_ENH_HU * 0.5, mx, np.nan)[None]          # (P, Z, H)
     st = np.asarray(slice_times_s, dtype=np.float32)
-    t_ref = half_rise_time(list(nref), [st[k][:, None] for k in range(p)])  # (Z, 4)
+    t_ref = half_rise_time(list(nref), [st[k][:, None] for k in range(p)])  # (Z, H)
     inv = (1.0 / np.maximum(peak_hu, 1.0)).astype(np.float32)
     t_vox = half_rise_time([np.asarray(e, dtype=np.float32) * inv for e in enh_passes],
                            [st[k][:, None, None] for k in range(p)])
+    # where the sac itself reached half its peak only in the last pass, there is no time
+    # course to compare with: no lag is measured there
+    t_ref = np.where(t_ref > st[-1][:, None] - 0.5, np.nan, t_ref)
     zi = np.arange(nz)[:, None, None]
-    lag = t_vox - t_ref[zi, sectors]
+    lag = t_vox - t_ref[zi, hb]
     lag[peak_hu < min_peak_hu] = np.nan
     return lag.astype(np.float32), reached
 
@@ -643,8 +660,11 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
     #    leak lags behind (or, fed from elsewhere along a collection, runs ahead of) the sac.
     sectors = sector_map(dy, dx, ventral, left)
     core = inner_enhancing(peak_hu, canal, rr, sectors) | (canal & (rr <= CORE_FRACTION * r_edge))
-    lag, reached = coupling(enh_passes, peak_hu, core, sectors, slice_times_s,
+    dep = side_vector(dependent_side(patient_position), ventral, left)
+    height = dy * np.float32(dep[0]) + dx * np.float32(dep[1])
+    lag, reached = coupling(enh_passes, peak_hu, core, height, slice_times_s,
                             z_sigma_slices=sigma / 4)
+    del height
     tol_s = coupling_tolerance_s(slice_times_s)
     coupled = (peak_hu >= SAC_ENH_HU * 0.5) & (np.abs(np.nan_to_num(lag, nan=99.0)) < tol_s)
     plane = np.zeros((3, 3, 3), bool)

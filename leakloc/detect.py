@@ -60,6 +60,8 @@ from leakloc import levels as _lv  # noqa: E402
 EXTRAVASATION_HU = 90.0
 #: a fistula's vein: enhancement and absolute density (HU)
 VENOUS_ENH_HU, VENOUS_ABS_HU = 30.0, 70.0
+#: denser than this (enhancement, HU) is CSF contrast, not a vein
+VENOUS_MAX_ENH_HU = 350.0
 #: contrast outside the sac this long before the local intrathecal arrival came from elsewhere, s
 AHEAD_S = 3.0
 #: smallest candidate worth a look, mm^3
@@ -80,6 +82,7 @@ class Voxels:
     t_intrathecal_s : (Z,), local intrathecal arrival per slice, NaN = never
     dy_mm, dx_mm : float32 (Z, Y, X), offset of each voxel from the canal centre, mm
     dependent_yx : (2,), unit vector (y, x) towards the side contrast layers on, or None
+    steady_hu : float32 (Z, Y, X), enhancement held over two consecutive passes, HU, or None
     """
 
     compartments: np.ndarray
@@ -97,6 +100,7 @@ class Voxels:
     dy_mm: np.ndarray = None
     dx_mm: np.ndarray = None
     dependent_yx: np.ndarray = None
+    steady_hu: np.ndarray = None
 
 
 def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
@@ -121,6 +125,11 @@ def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
     return out
 
 
+def _interval_s(slice_times_s):
+    t = np.sort(np.asarray(slice_times_s, float).mean(axis=1))
+    return float(np.median(np.diff(t))) if t.size > 1 else 10.0
+
+
 def extravasation_mask(v: Voxels):
     """Voxels of contrast outside the sac (epidural or paraspinal) and of opacified veins.
 
@@ -133,7 +142,11 @@ def extravasation_mask(v: Voxels):
     # contrast outside the sac that fills after the sac (its curve lags the sac's), or that is
     # there before the intrathecal front reached this level (it came along a collection)
     t_it = np.nan_to_num(v.t_intrathecal_s, nan=np.inf)[:, None, None]
-    ahead = v.arrival_s < t_it - AHEAD_S
+    iv = _interval_s(v.slice_times_s)
+    sac = v.compartments == _an.SAC
+    off_sac = ~ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
+                                       iterations=max(1, int(round(1.5 / min(v.spacing_mm[:2])))))
+    ahead = (v.arrival_s < t_it - max(AHEAD_S, 0.5 * iv)) & off_sac
     tol_s = _an.coupling_tolerance_s(v.slice_times_s)
     late = np.nan_to_num(v.lag_s, nan=0.0) >= tol_s
     if v.dependent_yx is not None:
@@ -141,24 +154,30 @@ def extravasation_mask(v: Voxels):
         # by itself, so inside the canal a late fill up there is not taken as a leak
         rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2) + 1e-3
         up = (v.dy_mm * v.dependent_yx[0] + v.dx_mm * v.dependent_yx[1]) / rr < -0.35
-        late &= ~(up & (v.compartments == _an.EPIDURAL))
+        sac = v.compartments == _an.SAC
+        near = ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
+                                       iterations=max(1, int(round(3.0 / min(v.spacing_mm[:2])))))
+        late &= ~(up & ((v.compartments == _an.EPIDURAL) | near))
     uncoupled = late | ahead
     strong = outside & uncoupled & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
-    venous = outside & ~strong & (v.peak_hu >= VENOUS_ENH_HU) & \
-        (v.baseline_hu + v.peak_hu >= VENOUS_ABS_HU) & (v.baseline_hu > -30) & (v.baseline_hu < 150)
+    # a fistula's vein: outside the canal (or late in the epidural space), venous densities
+    steady = v.peak_hu if v.steady_hu is None else v.steady_hu
+    where = (v.compartments == _an.PARASPINAL) | ((v.compartments == _an.EPIDURAL) & late)
+    venous = where & ~strong & (steady >= VENOUS_ENH_HU) & (steady <= VENOUS_MAX_ENH_HU) & \
+        (v.baseline_hu + steady >= VENOUS_ABS_HU) & (v.baseline_hu > -30) & (v.baseline_hu < 150)
     strong |= _bridge_collections(v, strong)
     # a vein is a tube, not speckle: keep venous voxels only in clusters
     venous = ndimage.binary_opening(venous, structure=ndimage.generate_binary_structure(3, 1))
     return strong, venous
 
 
-def _bridge_collections(v: Voxels, strong, max_gap_mm=110.0, min_voxels=6):
+def _bridge_collections(v: Voxels, strong, max_gap_mm=220.0, min_voxels=6, n_angles=16):
     """Contrast of an epidural collection where it fills with the sac (near the defect).
 
     Close to the defect a collection fills in the same pass as the sac, so timing cannot tell them
-    apart; the dura can. Where a ventral (or dorsal) collection is seen on both sides of a gap, its
-    inner border (the displaced dura) is interpolated across the gap and the enhancing canal
-    voxels beyond it are taken as the collection.
+    apart; the dura can. Where a collection is seen on both sides of a gap along the spine, its
+    inner border (the displaced dura) is interpolated across the gap, direction by direction
+    around the canal, and the enhancing canal voxels beyond it are taken as the collection.
 
     Returns
     -------
@@ -167,28 +186,83 @@ def _bridge_collections(v: Voxels, strong, max_gap_mm=110.0, min_voxels=6):
     added = np.zeros(strong.shape, bool)
     canal = (v.compartments == _an.SAC) | (v.compartments == _an.EPIDURAL)
     rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2)
+    ang = np.floor(_an.angle_of(v.dy_mm, v.dx_mm) / (2 * np.pi) * n_angles).astype(np.int16) % n_angles
     sz = float(v.spacing_mm[2])
     max_gap = max(2, int(round(max_gap_mm / sz)))
-    zi = np.arange(strong.shape[0])
-    for sector in (_an.VENTRAL, _an.DORSAL):
-        sec = (v.sectors == sector) & (v.compartments == _an.EPIDURAL) & strong
-        counts = sec.sum(axis=(1, 2))
-        present = counts >= min_voxels
-        if present.sum() < 2:
+    pad = 0.5 * min(float(v.spacing_mm[0]), float(v.spacing_mm[1]))
+    col = strong & (v.compartments == _an.EPIDURAL)
+    counts = col.sum(axis=(1, 2))
+    present = np.nonzero(counts >= min_voxels)[0]
+    if present.size < 2:
+        return added
+    # inner border of the collection per slice and direction (NaN: no collection there)
+    r_in = np.full((strong.shape[0], n_angles), np.nan)
+    for z in present:
+        az, rz = ang[z][col[z]], rr[z][col[z]]
+        for k in np.unique(az):
+            rk = rz[az == k]
+            if rk.size >= 2:
+                r_in[z, k] = np.percentile(rk, 10)
+    for a, b in zip(present[:-1], present[1:]):
+        if b - a <= 1 or b - a > max_gap:
             continue
-        r_in = np.full(strong.shape[0], np.nan)
-        for z in np.nonzero(present)[0]:
-            r_in[z] = np.percentile(rr[z][sec[z]], 10)
-        pz = np.nonzero(present)[0]
-        for a, b in zip(pz[:-1], pz[1:]):
-            if b - a <= 1 or b - a > max_gap:
-                continue
-            for z in range(a + 1, b):
-                r = r_in[a] + (r_in[b] - r_in[a]) * (z - a) / (b - a)
-                m = canal[z] & (v.sectors[z] == sector) & (rr[z] >= r - 0.5 * min(v.spacing_mm[:2])) & \
-                    (v.peak_hu[z] >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s[z])
-                added[z] |= m & ~strong[z]
+        both = np.isfinite(r_in[a]) & np.isfinite(r_in[b])
+        if not both.any():
+            continue
+        for z in range(a + 1, b):
+            f = (z - a) / (b - a)
+            r = np.where(both, r_in[a] + f * (r_in[b] - r_in[a]), np.inf)
+            m = canal[z] & (rr[z] >= r[ang[z]] - pad) & \
+                (v.peak_hu[z] >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s[z])
+            added[z] |= m & ~strong[z]
     return added
+
+
+def _merge_collections(v: Voxels, lab, n, max_gap_mm=220.0):
+    """One label for the pieces of one epidural collection.
+
+    A collection that fills with the sac near its defect shows as pieces along the spine, all on
+    the same side of the sac (ventral or dorsal) and in the epidural space; they are one
+    extravasation and their onset is decided together.
+
+    Returns
+    -------
+    lab : ndarray, int32, relabelled; n : int
+    """
+    if n < 2:
+        return lab, n
+    idx = np.arange(1, n + 1)
+    in_canal = (v.compartments == _an.EPIDURAL) | (v.compartments == _an.SAC)
+    epi = ndimage.mean(in_canal.astype(np.float32), lab, idx)
+    zc = np.broadcast_to(np.arange(lab.shape[0], dtype=np.float32)[:, None, None], lab.shape)
+    zmin = ndimage.minimum(zc, lab, idx)
+    zmax = ndimage.maximum(zc, lab, idx)
+    size = ndimage.sum_labels(np.ones(lab.shape, np.float32), lab, idx)
+    sect = [ndimage.sum_labels((v.sectors == s).astype(np.float32), lab, idx) for s in range(4)]
+    dom = np.argmax(np.stack(sect, axis=1), axis=1)
+    gap = max_gap_mm / float(v.spacing_mm[2])
+    parent = np.arange(n + 1)
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+    cand = [k for k in range(n) if epi[k] >= 0.6
+            and size[k] * np.prod(v.spacing_mm) >= MIN_VOLUME_MM3]
+    opposite = {(_an.VENTRAL, _an.DORSAL), (_an.DORSAL, _an.VENTRAL)}
+    for i in cand:
+        for j in cand:
+            if j <= i or (dom[i], dom[j]) in opposite:
+                continue
+            sep = max(zmin[j] - zmax[i], zmin[i] - zmax[j])
+            if sep <= gap:
+                parent[find(j + 1)] = find(i + 1)
+    roots = np.array([find(k) for k in range(n + 1)])
+    if np.all(roots == np.arange(n + 1)):
+        return lab, n
+    _, new = np.unique(roots, return_inverse=True)
+    return new[lab].astype(np.int32), int(new.max())
 
 
 def _level_at(v: Voxels, z: float) -> float:
@@ -219,6 +293,7 @@ def find_candidates(v: Voxels):
     lab, n = ndimage.label(strong | venous, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return [], mask
+    lab, n = _merge_collections(v, lab, n)
     sx, sy, sz = (float(s) for s in v.spacing_mm)
     vox_mm3 = sx * sy * sz
     sac = v.compartments == _an.SAC
@@ -258,6 +333,14 @@ def find_candidates(v: Voxels):
         # outward, so its arrival profile along the spine has its minimum at the defect)
         near = near_sac[zz, yy, xx] & fin
         use = near if near.sum() >= 3 else fin
+        # an epidural collection is timed on its own side of the sac (ventral or dorsal):
+        # small lateral pieces merged into it (late root sleeves, recesses) do not place it
+        sec_c = v.sectors[zz, yy, xx]
+        if frac_para < 0.5:
+            vd = [int((use & (sec_c == s_)).sum()) for s_ in (_an.VENTRAL, _an.DORSAL)]
+            main = (_an.VENTRAL, _an.DORSAL)[int(np.argmax(vd))]
+            if max(vd) >= 0.3 * use.sum() and max(vd) >= 3:
+                use = use & (sec_c == main)
         zu, cnt = np.unique(zz[use], return_counts=True)
         # slices with real support: a few stray voxels at the end of a component are not an onset
         keep = cnt >= max(min(3, int(cnt.max())), int(0.25 * np.median(cnt)))
@@ -272,6 +355,11 @@ def find_candidates(v: Voxels):
         # grow with the distance from the defect (the delay changes sign there at high flow)
         t_loc = v.t_intrathecal_s[zu]
         t_loc = np.where(np.isfinite(t_loc), t_loc, a_z)
+        # where the sac itself first filled in the last pass there is nothing to time against
+        timed = t_loc < v.slice_times_s[-1][zu] - 0.5
+        if not timed.any():
+            continue
+        zu, a_z, t_loc = zu[timed], a_z[timed], t_loc[timed]
         cost = a_z + np.abs(a_z - t_loc)
         onsets_idx = [int(np.argmin(cost))]
         if zu.size >= 5:

@@ -128,6 +128,10 @@ ROI_MARGIN_MM = 50.0
 SMOOTH_MM = 0.8
 #: enhancement (HU) that counts as contrast for per-voxel arrival
 ARRIVAL_HU = 80.0
+#: passes whose bone surface moved more than this (mm, estimated) are registered ...
+MOTION_CHECK_MM = 0.1
+#: ... and resampled when the registration finds more than this (mm)
+MOTION_MIN_MM = 0.5
 _KEEP_DEBUG = False
 
 
@@ -145,6 +149,7 @@ def _check_finite(vol, series, i):
 def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> Analysis:
     from leakloc import anatomy as an
     from leakloc import detect as dt
+    from leakloc import io
     from leakloc import kinetics as kn
     from leakloc import plan as pl
     from leakloc.kernels import region_stats, stream_phase
@@ -165,23 +170,27 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     # 1. a coarse look at every pass: where contrast goes (the canal) and whether bone moved
     step = max(1, int(round(2.0 / min(sx, sy))))
     mn = mx = None
-    bone_ref = None
-    moved = []
+    first = None
+    motion = [0.0] * n
+    motions = [None] * n
     for i in range(n):
         _say(progress, f"survey pass {i + 1}/{n}")
         v = series.phase(i)
         _check_finite(v, series, i)
+        if first is None:
+            first = v
+        elif io.needs_registration(first, v, grid.spacing_mm) > MOTION_CHECK_MM:
+            # patients move between passes: subtraction would invent contrast at bone edges
+            _say(progress, f"register pass {i + 1}/{n}")
+            m = io.estimate_rigid(first, v, grid.spacing_mm)
+            if m.max_displacement_mm > MOTION_MIN_MM:
+                motions[i] = m
+                motion[i] = float(m.max_displacement_mm)
+                v = io.apply_rigid(v, grid.spacing_mm, m)
         sub = np.ascontiguousarray(v[:, ::step, ::step])
         mn = sub.copy() if mn is None else np.minimum(mn, sub)
         mx = sub.copy() if mx is None else np.maximum(mx, sub)
-        bone = sub > 700.0
-        if bone_ref is None:
-            bone_ref = bone
-            moved.append(0.0)
-        else:
-            inter = np.logical_and(bone, bone_ref).sum()
-            dice = 2.0 * inter / max(1, bone.sum() + bone_ref.sum())
-            moved.append(float(1.0 - dice))
+    del first
     centre_sub, _ = an.coarse_centreline(mx - mn, (sy * step, sx * step))
     del mn, mx
     centre = centre_sub * step
@@ -192,10 +201,10 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     x1 = int(min(nx, math.ceil(centre[:, 1].max() + mrg_x) + 1))
     centre_roi = centre - np.array([y0, x0], float)
     warnings = []
-    motion = [0.0] * n
-    if max(moved) > 0.5:
-        warnings.append("bone moved between passes (overlap of dense bone "
-                        f"{100 * (1 - max(moved)):.0f} %); subtraction may show contrast at bone edges")
+    moved = [i for i in range(n) if motion[i] > 0]
+    if moved:
+        warnings.append("patient moved between passes: registered " + ", ".join(
+            f"pass {i} ({motion[i]:.1f} mm)" for i in moved))
     timings["survey"] = time.perf_counter() - t0
 
     # 2. the region of interest of every pass, smoothed, kept in memory (a fraction of one pass)
@@ -204,11 +213,19 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     rois = []
     for i in range(n):
         _say(progress, f"read pass {i + 1}/{n}")
-        v = series.phase(i)[:, y0:y1, x0:x1]
+        v = series.phase(i)
+        if motions[i] is not None:
+            v = io.apply_rigid(v, grid.spacing_mm, motions[i])
+        v = v[:, y0:y1, x0:x1]
         rois.append(np.ascontiguousarray(ndimage.gaussian_filter(v.astype(np.float32), sig)))
     stack_min = np.minimum.reduce(rois)
     # a pre-contrast first pass: nothing in it is denser than the temporal minimum + noise
-    col = (np.maximum.reduce(rois) - stack_min) > an.SAC_ENH_HU
+    # ... judged in the contrast column near the canal centre, away from bone edges
+    near = np.zeros(stack_min.shape[1:], bool)
+    dyx = np.indices(near.shape)
+    cz = centre_roi.mean(axis=0)
+    near = (dyx[0] - cz[0]) ** 2 * sy ** 2 + (dyx[1] - cz[1]) ** 2 * sx ** 2 < 40.0 ** 2
+    col = ((np.maximum.reduce(rois) - stack_min) > an.SAC_ENH_HU) & near[None]
     pre = bool(col.any() and float(np.median((rois[0] - stack_min)[col])) < 20.0)
     baseline = rois[0] if pre else stack_min
     timings["read_roi"] = time.perf_counter() - t1
@@ -259,12 +276,17 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     _say(progress, "kinetics and detection")
     t_it_slice = dt.intrathecal_arrival_per_slice(comp, arrival)
     kpass = an.first_pass_index(arrival, st)
+    # enhancement that persists over two consecutive passes (the last pass counts alone): a
+    # streak or a noise speck is in one pass only
+    steady = np.minimum(enh[0], enh[1]) if n > 1 else enh[0].copy()
+    for i in range(1, n - 1):
+        np.maximum(steady, np.minimum(enh[i], enh[i + 1]), out=steady)
     dy_mm, dx_mm = an.polar_grid(shape, anat.centreline_yx - np.array([y0, x0], float), (sy, sx))
     vox = dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak, arrival_s=arrival,
                     baseline_hu=baseline, first_pass=kpass, lag_s=anat.lag_s,
                     level_coord=anat.level_coord,
                     z_mm=z_mm, slice_times_s=st, spacing_mm=grid.spacing_mm,
-                    t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm,
+                    t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm, steady_hu=steady,
                     dependent_yx=an.side_vector(anat.dependent, anat.ventral_yx, anat.left_yx))
     candidates, ext_roi = dt.find_candidates(vox)
     defects, ranked = dt.rank(candidates)
