@@ -678,12 +678,13 @@ def make_plots(result: dict, out: Path) -> list:
     x = np.arange(len(tags))
     for j, (k, title) in enumerate(keys):
         vals = [summ[t][k]["frac"] if summ[t][k]["frac"] is not None else np.nan for t in tags]
+        vals = [max(v, 0.008) if np.isfinite(v) else v for v in vals]   # 0 % stays visible
         ax.bar(x + (j - len(keys) / 2 + 0.5) * width, vals, width, label=title,
                hatch="//" if k.startswith("static") else None)
     ax.set_xticks(x, [f"{t}\n(n={summ[t]['n']})" for t in tags], rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.axhline(0.95, color="k", lw=0.6, ls="--")
-    ax.set_ylabel("fraction right")
+    ax.set_ylabel("fraction right (missing bar: not applicable)")
     ax.set_title(f"leakloc accuracy per regime ({result['meta']['n_studies']} studies)")
     ax.legend(fontsize=7, ncol=4, loc="lower left")
     p = out / "accuracy_by_regime.png"
@@ -886,8 +887,11 @@ def main(argv=None):
         cal["platt"] = {"a": a, "b": b, "n": len(finite)}
     if args.fit_calibration:
         if cal["platt"]:
+            k = sum(bool(y) for _, y in finite)
+            warn = ("" if min(k, len(finite) - k) >= 10 else
+                    f"  (unreliable: only {k} right and {len(finite) - k} wrong calls; want 10 of each)\n")
             print(f"\nPlatt fit on {len(finite)} top calls (raw evidence['score'] vs exact level and side):\n"
-                  f"CALIBRATION = ({cal['platt']['a']:.4f}, {cal['platt']['b']:.4f})\n", flush=True)
+                  f"CALIBRATION = ({cal['platt']['a']:.4f}, {cal['platt']['b']:.4f})\n{warn}", flush=True)
         else:
             print(f"\nPlatt fit impossible: {len(finite)} scored calls, need both right and wrong ones\n")
     stats = None
