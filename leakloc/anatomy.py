@@ -81,7 +81,7 @@ from leakloc import AnalysisError  # noqa: E402
 from leakloc import levels as _lv  # noqa: E402
 
 #: HU above which baseline voxels count as bone (or calcification) for the canal border
-BONE_HU = 200.0
+BONE_HU = 250.0
 #: enhancement (HU over baseline) that marks intrathecal contrast when finding the sac
 SAC_ENH_HU = 120.0
 #: the sac core: this fraction of the bony canal's radius around the centre
@@ -228,7 +228,10 @@ def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0,
     px = centre_yx[:, 1, None, None] + ux[None]
     vals = ndimage.map_coordinates(baseline, [zz.ravel(), py.ravel(), px.ravel()], order=1,
                                    mode="nearest").reshape(nz, n_angles, r.size)
+    # bone is thick: two samples in a row (a streak artifact or a noise speck is thin)
     hit = vals > bone_hu
+    hit[..., :-1] &= hit[..., 1:]
+    hit[..., -1] = False
     first = np.where(hit.any(axis=2), hit.argmax(axis=2), r.size - 1)
     radius = r[first].astype(float)
     radius[~hit.any(axis=2)] = np.nan
@@ -393,6 +396,18 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
                     discs = np.sort(np.append(discs, mid))
                     changed = True
                     break
+    # a spurious disc inside a body splits it into two short pieces whose sum is one body
+    changed = True
+    while changed and discs.size >= 5:
+        changed = False
+        gaps = np.diff(discs)
+        med = float(np.median(gaps))
+        for k in range(gaps.size - 1):
+            g1, g2 = gaps[k], gaps[k + 1]
+            if g1 < 0.65 * med and g2 < 0.65 * med and abs(g1 + g2 - med) < 0.4 * med:
+                discs = np.delete(discs, k + 1)
+                changed = True
+                break
     if discs.size < 2:
         raise AnalysisError("could not find vertebral bodies and discs along the canal to name "
                             "the levels; give --levels LABELMAP")
@@ -406,9 +421,15 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
         centres.append(discs[-1] + heights[-1] / 2.0)
     centres = np.asarray(centres)
     coords = top + np.arange(centres.size, dtype=float)
-    if coords[-1] > len(_lv.VERTEBRAE) - 1 + 0.5:
+    last = len(_lv.VERTEBRAE) - 1
+    if coords[-1] > last + 4.5:
         raise AnalysisError(f"--top-vertebra {top_vertebra} does not fit: {centres.size} vertebral "
                             f"bodies found below it, more than the spine has")
+    # segments below S1 are the fused sacrum (S2..S5): not named
+    keep = coords <= last
+    centres, coords = centres[keep], coords[keep]
+    if centres.size < 1:
+        raise AnalysisError(f"--top-vertebra {top_vertebra} does not fit the bodies found")
     coord_c2c = _coord_from_centres(centres, coords, nz)
     out = np.empty(nz)
     out[order] = coord_c2c

@@ -128,6 +128,10 @@ ROI_MARGIN_MM = 50.0
 SMOOTH_MM = 0.8
 #: enhancement (HU) that counts as contrast for per-voxel arrival
 ARRIVAL_HU = 80.0
+#: a voxel whose density changes by more than this over the passes holds contrast (HU) ...
+CHANGING_HU = 150.0
+#: ... and, dense in every pass, is given the density of CSF as its baseline (HU)
+WATER_HU = 10.0
 #: passes whose bone surface moved more than this (mm, estimated) are registered ...
 MOTION_CHECK_MM = 0.1
 #: ... and resampled when the registration finds more than this (mm)
@@ -227,7 +231,19 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     near = (dyx[0] - cz[0]) ** 2 * sy ** 2 + (dyx[1] - cz[1]) ** 2 * sx ** 2 < 40.0 ** 2
     col = ((np.maximum.reduce(rois) - stack_min) > an.SAC_ENH_HU) & near[None]
     pre = bool(col.any() and float(np.median((rois[0] - stack_min)[col])) < 20.0)
-    baseline = rois[0] if pre else stack_min
+    # the baseline is each voxel's temporal minimum. Without a pre-contrast pass (or with one
+    # taken after the injection reached the lumbar sac) the sac near the injection holds
+    # contrast in every pass and its minimum is no baseline: fluid whose density changes a lot
+    # over time (bone does not) and is dense in every pass was CSF before contrast came
+    stack_max = np.maximum.reduce(rois)
+    opaque = ((stack_max - stack_min) > CHANGING_HU) & (stack_min > 60.0)
+    # where the first pass holds no contrast it is the baseline (one sample: no bias from taking
+    # the minimum of several noisy ones)
+    first_clear = (rois[0] - stack_min) < CHANGING_HU / 4
+    baseline = np.where(first_clear, rois[0], stack_min)
+    baseline = np.where(opaque, np.float32(WATER_HU), baseline).astype(np.float32)
+    del first_clear
+    del stack_max, opaque
     timings["read_roi"] = time.perf_counter() - t1
 
     # 3. kernels: per-voxel peak and arrival in one streaming pass per phase
@@ -335,8 +351,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     timings["total"] = time.perf_counter() - t0
 
     notes = list(anat.notes)
-    notes.append("baseline: pre-contrast first pass" if pre else
-                 "baseline: per-voxel temporal minimum (no pre-contrast pass found)")
+    notes.append("baseline: per-voxel temporal minimum" + (" (the first pass is pre-contrast)"
+                 if pre else " (no pre-contrast pass found)"))
     stats_out = {"mean": curves.mean, "p95": curves.pct, "n_above": curves.n_above,
                  "count": curves.count, "bin_times_s": curves.bin_times_s}
     res = Analysis(series=series, anatomy=anat, times_s=times, level_names=names,
