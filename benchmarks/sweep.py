@@ -748,7 +748,7 @@ def parse(argv=None):
     ap.add_argument("--workers", type=int, default=2, help="local dask worker processes (default 2)")
     ap.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
     ap.add_argument("--serial", action="store_true", help="run in this process, without dask")
-    ap.add_argument("--shape", default="small", choices=["small", "medium", "full"],
+    ap.add_argument("--shape", default="small", choices=["small", "medium", "fine", "full"],
                     help="phantom shape (default small: 64 x 64 in-plane, 3 mm slices)")
     ap.add_argument("--labelmap", action="store_true",
                     help="give analyze the phantom's vertebra label map (--levels) as well as the top vertebra")

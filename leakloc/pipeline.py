@@ -123,7 +123,7 @@ from scipy import ndimage  # noqa: E402
 from leakloc import AnalysisError  # noqa: E402
 
 #: margin (mm) around the canal centre kept for the analysis (canal + paraspinal shell)
-ROI_MARGIN_MM = 50.0
+ROI_MARGIN_MM = 42.0
 #: in-plane smoothing before differencing passes, mm (sigma)
 SMOOTH_MM = 0.8
 #: enhancement (HU) that counts as contrast for per-voxel arrival
@@ -181,9 +181,10 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         _say(progress, f"survey pass {i + 1}/{n}")
         v = series.phase(i)
         _check_finite(v, series, i)
+        sub = np.ascontiguousarray(v[:, ::step, ::step])
         if first is None:
-            first = v
-        elif io.needs_registration(first, v, grid.spacing_mm) > MOTION_CHECK_MM:
+            first, first_sub = v, sub
+        elif io.needs_registration(first_sub, sub, (sx * step, sy * step, sz)) > MOTION_CHECK_MM:
             # patients move between passes: subtraction would invent contrast at bone edges
             _say(progress, f"register pass {i + 1}/{n}")
             m = io.estimate_rigid(first, v, grid.spacing_mm)
@@ -191,10 +192,10 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
                 motions[i] = m
                 motion[i] = float(m.max_displacement_mm)
                 v = io.apply_rigid(v, grid.spacing_mm, m)
-        sub = np.ascontiguousarray(v[:, ::step, ::step])
+                sub = np.ascontiguousarray(v[:, ::step, ::step])
         mn = sub.copy() if mn is None else np.minimum(mn, sub)
         mx = sub.copy() if mx is None else np.maximum(mx, sub)
-    del first
+    del first, first_sub
     centre_sub, _ = an.coarse_centreline(mx - mn, (sy * step, sx * step))
     del mn, mx
     centre = centre_sub * step

@@ -99,7 +99,7 @@ def main(argv=None):
     from . import CASES, generate
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out_dir")
-    ap.add_argument("--shape", default="medium", choices=["small", "medium", "full"])
+    ap.add_argument("--shape", default="medium", choices=["small", "medium", "fine", "full"])
     ap.add_argument("--case", action="append", default=None)
     a = ap.parse_args(argv)
     for name in a.case or list(CASES):

@@ -95,6 +95,7 @@ class PhantomParams:
 SHAPES = {  # in-plane size, in-plane spacing, slice thickness/spacing, z sub-samples
     "small": (64, 2.0, 3.0, 2),
     "medium": (128, 2.0, 2.0, 2),
+    "fine": (128, 1.0, 2.0, 2),
     "full": (512, 0.7, 1.0, 1),
 }
 

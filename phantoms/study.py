@@ -12,7 +12,7 @@ from leakloc import InputError
 from leakloc.io import Grid, PhaseInfo, PhaseSeries
 from leakloc.levels import TOTALSEG_ID, VERTEBRAE, index, name_of
 
-from .model import N_VERT, Contrast, PhantomParams, Spine, render, shape_values
+from .model import N_VERT, SHAPES, Contrast, PhantomParams, Spine, render, shape_values
 
 #: (row, column) direction cosines in LPS of the image axes for each patient position
 ORIENTATIONS = {
@@ -67,8 +67,8 @@ class Study:
         p = params
         if p.patient_position not in ORIENTATIONS:
             raise InputError(f"phantom: unknown patient position {p.patient_position!r}")
-        if p.shape not in ("small", "medium", "full"):
-            raise InputError(f"phantom: unknown shape {p.shape!r} (small, medium, full)")
+        if p.shape not in SHAPES:
+            raise InputError(f"phantom: unknown shape {p.shape!r} ({', '.join(SHAPES)})")
         starts = [float(s) for s in p.pass_starts_s]
         t_inj = float(p.injection_time_s)
         if not p.pre_contrast and len(starts) > 1 and starts[0] < t_inj:
