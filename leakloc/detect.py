@@ -148,7 +148,10 @@ def extravasation_mask(v: Voxels):
                                        iterations=max(1, int(round(1.5 / min(v.spacing_mm[:2])))))
     ahead = (v.arrival_s < t_it - max(AHEAD_S, 0.5 * iv)) & off_sac
     tol_s = _an.coupling_tolerance_s(v.slice_times_s)
-    late = np.nan_to_num(v.lag_s, nan=0.0) >= tol_s
+    # later than the sac beside it at the same height (a leak filling), or, clear of the sac,
+    # earlier (a collection fed from a defect elsewhere)
+    lag = np.nan_to_num(v.lag_s, nan=0.0)
+    late = (lag >= tol_s) | ((lag <= -tol_s) & off_sac)
     if v.dependent_yx is not None:
         # contrast layers on the dependent side: the sac's upper (non-dependent) part fills late
         # by itself, so inside the canal a late fill up there is not taken as a leak
@@ -454,6 +457,11 @@ def is_leak(c: Defect, candidates=()) -> bool:
         return False
     if _mirrored(c, candidates):
         return False
+    if c.side in ("left", "right") and c.kind != "csf_venous_fistula" and \
+            e["frac_paraspinal"] < 0.3:
+        # a lateral leak leaves through the foramen: contrast late at the side of the canal that
+        # stays inside it is a sleeve or recess filling slowly, unless it is a long collection
+        return e["volume_mm3"] >= 500.0 and spreads and delayed
     if c.kind == "dural_tear" and c.side == "dorsal":
         # dorsal tears are rare (ventral 96 %): they need a collection that is both late and long
         return delayed and spreads and e["volume_mm3"] >= 300.0
