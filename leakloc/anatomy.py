@@ -243,6 +243,47 @@ def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0,
     return np.clip(out, 2.0, r_max_mm)
 
 
+def _recentre(baseline_slice, c, sp_yx, iterations=3):
+    """Move a centre to the centroid of the bony canal polygon around it (one slice)."""
+    for _ in range(iterations):
+        rad = canal_radius(baseline_slice[None], c[None], sp_yx, z_window=1)[0]
+        ang = 2 * np.pi * np.arange(rad.size) / rad.size
+        w = rad ** 2
+        oy = (w * rad * np.cos(ang)).sum() / w.sum() * (2.0 / 3.0)
+        ox = (w * rad * np.sin(ang)).sum() / w.sum() * (2.0 / 3.0)
+        c = c + np.array([oy / sp_yx[0], ox / sp_yx[1]])
+    return c
+
+
+def track_canal(baseline, centre_yx, reached, spacing_yx_mm):
+    """Follow the bony canal slice by slice from the slices contrast reached into those it did not.
+
+    Parameters
+    ----------
+    baseline : ndarray, shape (Z, Y, X), HU
+    centre_yx : ndarray, shape (Z, 2), voxels; trusted where ``reached``
+    reached : ndarray, shape (Z,), bool
+
+    Returns
+    -------
+    ndarray, shape (Z, 2), voxels
+    """
+    c = np.asarray(centre_yx, dtype=float).copy()
+    idx = np.nonzero(reached)[0]
+    a, b = int(idx.min()), int(idx.max())
+    ny, nx = baseline.shape[1:]
+    for z in list(range(a - 1, -1, -1)) + list(range(b + 1, baseline.shape[0])):
+        prev = c[z + 1] if z < a else c[z - 1]
+        nxt = _recentre(baseline[z], prev.copy(), spacing_yx_mm)
+        # a canal moves little from one slice to the next
+        step = nxt - prev
+        lim = 3.0 / min(spacing_yx_mm)
+        n = np.hypot(*step)
+        c[z] = prev + (step * (lim / n) if n > lim else step)
+        c[z] = np.clip(c[z], [0, 0], [ny - 1, nx - 1])
+    return c
+
+
 def angle_of(dy_mm, dx_mm):
     """Angle (rad, 0..2pi) from +y towards +x, matching :func:`canal_radius`."""
     a = np.arctan2(dx_mm, dy_mm)
@@ -317,8 +358,8 @@ def _coord_from_centres(z_centres, coords, nz):
     return out
 
 
-def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, depth_mm=(6.0, 22.0),
-                 half_width_mm=7.0):
+def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, depth_mm=(3.0, 12.0),
+                 half_width_mm=4.0):
     """Mean baseline HU per slice in a box ventral to the canal, where vertebral bodies and discs are.
 
     Returns
@@ -343,7 +384,8 @@ def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, dept
     vals = ndimage.map_coordinates(baseline, [zz.ravel(), py.ravel(), px.ravel()], order=1,
                                    mode="nearest").reshape(py.shape)
     # a low percentile: discs are uniformly low, a calcified fragment or a cortical edge is small
-    return np.percentile(vals.reshape(nz, -1), 25, axis=1)
+    # (the box is small enough for a cervical body, about 15 mm across)
+    return np.percentile(vals.reshape(nz, -1), 35, axis=1)
 
 
 def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
@@ -373,11 +415,11 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
     # order slices cranial -> caudal
     order = np.arange(nz)[::-1] if cranial_step > 0 else np.arange(nz)
     p = profile_hu[order]
-    p = ndimage.gaussian_filter1d(p, max(0.6, 1.5 / dz), mode="nearest")
+    p = ndimage.gaussian_filter1d(p, max(0.3, 1.0 / dz), mode="nearest")
     min_sep = max(2, int(round(11.0 / dz)))  # bodies are >= ~12 mm tall
     # discs are minima clearly below the bodies around them (a body's own centre, between two
     # dense endplates, is a minimum too, but at the level of the bodies)
-    base = ndimage.median_filter(p, size=max(3, int(round(70.0 / dz))) | 1, mode="nearest")
+    base = ndimage.median_filter(p, size=max(3, int(round(70.0 / dz))) | 1, mode="reflect")
     low = float(np.percentile(p, 5))
     cand, _ = signal.find_peaks(-p, distance=min_sep)
     depth = base[cand] - p[cand]
@@ -392,7 +434,7 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
             if nb.size and g > 1.6 * np.median(nb):
                 lo_, hi_ = discs[k] + min_sep // 2, discs[k + 1] - min_sep // 2
                 if hi_ > lo_:
-                    mid = lo_ + int(np.argmin(p[lo_:hi_]))
+                    mid = (discs[k] + discs[k + 1]) // 2
                     discs = np.sort(np.append(discs, mid))
                     changed = True
                     break
@@ -401,10 +443,13 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
     while changed and discs.size >= 5:
         changed = False
         gaps = np.diff(discs)
-        med = float(np.median(gaps))
         for k in range(gaps.size - 1):
             g1, g2 = gaps[k], gaps[k + 1]
-            if g1 < 0.65 * med and g2 < 0.65 * med and abs(g1 + g2 - med) < 0.4 * med:
+            nb = np.concatenate([gaps[max(0, k - 2):k], gaps[k + 2:k + 4]])
+            if nb.size < 2:
+                continue
+            med = float(np.median(nb))
+            if g1 < 0.6 * med and g2 < 0.6 * med and abs(g1 + g2 - med) < 0.3 * med:
                 discs = np.delete(discs, k + 1)
                 changed = True
                 break
@@ -622,7 +667,7 @@ def coupling_tolerance_s(slice_times_s):
 
 def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, direction, z_mm,
                   centre_yx, patient_position="", labelmap=None, top_vertebra=None,
-                  full_shape=None, roi_yx=(0, None, 0, None), shell_mm=25.0):
+                  full_shape=None, roi_yx=(0, None, 0, None), shell_mm=25.0, reached=None):
     """Canal, sac, epidural space, paraspinal shell, sectors and levels of one study.
 
     Works on a region of interest around the canal; the returned masks are on the full grid.
@@ -638,6 +683,7 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
     labelmap : ndarray, shape (Z, Y, X), int, or None (ROI)
     top_vertebra : str or None
     full_shape : (Z, Y, X) of the full grid; roi_yx : (y0, y1, x0, x1) of the ROI in it
+    reached : ndarray, shape (Z,), bool, or None; slices where ``centre_yx`` came from contrast
 
     Returns
     -------
@@ -648,8 +694,11 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
     ventral, left, cranial_step = patient_axes(direction, spacing_mm)
     notes = []
 
-    # 1. canal: cast rays from the contrast centre, then re-centre on the bony canal itself
+    # 1. canal: cast rays from the contrast centre, then re-centre on the bony canal itself;
+    #    where contrast never went, follow the bony canal slice by slice from where it did
     centre = np.asarray(centre_yx, dtype=float).copy()
+    if reached is not None and reached.any() and not reached.all():
+        centre = track_canal(baseline, centre, np.asarray(reached, bool), sp_yx)
     sigma = max(1.0, 8.0 / float(spacing_mm[2]))
     radius = None
     for _ in range(2):

@@ -280,6 +280,43 @@ def _sector_of(sect_codes, weights):
     return int(np.argmax(w)), w / max(w.sum(), 1e-9)
 
 
+def _v_apex(zu, a_z, sz_mm, arm_mm=60.0, min_gap_mm=12.0):
+    """Where a collection's two arms meet across a gap, from their arrival times.
+
+    Parameters
+    ----------
+    zu : ndarray of int, slices of the collection (sorted); a_z : arrival per slice, s
+    sz_mm : slice spacing
+
+    Returns
+    -------
+    (z_apex, t_apex, edge_index) or None when there is no gap with both arms filling away from it
+    """
+    if zu.size < 6:
+        return None
+    gaps = np.diff(zu)
+    k = int(np.argmax(gaps))
+    if gaps[k] * sz_mm < min_gap_mm:
+        return None
+    arm = max(2, int(round(arm_mm / sz_mm)))
+    lo = (zu <= zu[k]) & (zu >= zu[k] - arm)
+    hi = (zu >= zu[k + 1]) & (zu <= zu[k + 1] + arm)
+    if lo.sum() < 3 or hi.sum() < 3:
+        return None
+    # slopes (s per slice) away from the gap; both arms must fill outward from it
+    s_lo = -np.polyfit(zu[lo].astype(float), a_z[lo], 1)[0]
+    s_hi = np.polyfit(zu[hi].astype(float), a_z[hi], 1)[0]
+    if s_lo <= 0.02 or s_hi <= 0.02:
+        return None
+    z_a, t_a = float(zu[k]), float(np.min(a_z[lo & (zu >= zu[k] - 2)]))
+    z_b, t_b = float(zu[k + 1]), float(np.min(a_z[hi & (zu <= zu[k + 1] + 2)]))
+    z_d = (t_b - t_a + s_lo * z_a + s_hi * z_b) / (s_lo + s_hi)
+    z_d = float(np.clip(z_d, z_a, z_b))
+    t_d = t_a - s_lo * (z_d - z_a)
+    edge = k if (z_d - z_a) <= (z_b - z_d) else k + 1
+    return z_d, t_d, edge
+
+
 def find_candidates(v: Voxels):
     """Candidate defects, one or more per connected extravasation, each with its evidence.
 
@@ -372,6 +409,12 @@ def find_candidates(v: Voxels):
             pk_idx = [i - 1 for i in pk_idx]
             if pk_idx:
                 onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: cost[i])
+        apex = _v_apex(zu, a_z, sz) if frac_para < 0.5 else None
+        if apex is not None:
+            # the collection is seen on both sides of the defect but not at it (there it filled
+            # with the sac): the defect is where its two arms' arrival times meet
+            z_apex, t_apex, edge = apex
+            onsets_idx = [edge]
         for rank, oi in enumerate(onsets_idx):
             onset = float(a_z[oi])
             onset_cost = float(cost[oi])
@@ -384,6 +427,8 @@ def find_candidates(v: Voxels):
                 early = win & (arr <= np.min(arr[win]) + tol)
             w = np.clip(pk[early], 1.0, None)
             z_c = float(np.average(zz[early], weights=w))
+            if apex is not None and rank == 0:
+                z_c, onset = float(z_apex), float(min(onset, t_apex))
             y_c = float(np.average(yy[early], weights=w))
             x_c = float(np.average(xx[early], weights=w))
             sector, sect_w = _sector_of(v.sectors[zz[early], yy[early], xx[early]], w)

@@ -196,7 +196,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         mn = sub.copy() if mn is None else np.minimum(mn, sub)
         mx = sub.copy() if mx is None else np.maximum(mx, sub)
     del first, first_sub
-    centre_sub, _ = an.coarse_centreline(mx - mn, (sy * step, sx * step))
+    centre_sub, reached = an.coarse_centreline(mx - mn, (sy * step, sx * step))
     del mn, mx
     centre = centre_sub * step
     mrg_y, mrg_x = ROI_MARGIN_MM / sy, ROI_MARGIN_MM / sx
@@ -241,8 +241,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     # where the first pass holds no contrast it is the baseline (one sample: no bias from taking
     # the minimum of several noisy ones)
     first_clear = (rois[0] - stack_min) < CHANGING_HU / 4
-    baseline = np.where(first_clear, rois[0], stack_min)
-    baseline = np.where(opaque, np.float32(WATER_HU), baseline).astype(np.float32)
+    baseline = np.where(opaque, np.float32(WATER_HU), stack_min)
+    baseline = np.where(first_clear, rois[0], baseline).astype(np.float32)
     del first_clear
     del stack_max, opaque
     timings["read_roi"] = time.perf_counter() - t1
@@ -273,7 +273,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     anat = an.build_anatomy(baseline, peak, enh, st, grid.spacing_mm, grid.direction, z_mm,
                             centre_roi, series.patient_position, labelmap=lab_roi,
                             top_vertebra=top_vertebra, full_shape=grid.shape_zyx,
-                            roi_yx=(y0, y1, x0, x1))
+                            roi_yx=(y0, y1, x0, x1), reached=reached)
     comp = np.ascontiguousarray(anat.compartments[:, y0:y1, x0:x1])
     sect = np.ascontiguousarray(anat.sectors[:, y0:y1, x0:x1])
     timings["anatomy"] = time.perf_counter() - t3

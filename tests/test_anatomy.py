@@ -1,0 +1,156 @@
+"""Anatomy on small synthetic volumes with known answers."""
+import numpy as np
+import pytest
+
+from leakloc import AnalysisError
+from leakloc import anatomy as an
+from leakloc import levels as lv
+
+
+@pytest.mark.parametrize("direction, ventral, left, cranial", [
+    ((1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0), (0, 1), 1),          # supine, LPS
+    ((-1, 0, 0, 0, -1, 0, 0, 0, 1), (1, 0), (0, -1), 1),        # prone, RAS
+    ((0, -1, 0, 1, 0, 0, 0, 0, 1), (0, -1), (-1, 0), 1),        # right decubitus
+    ((1, 0, 0, 0, 1, 0, 0, 0, -1), (-1, 0), (0, 1), -1),        # slices running caudally
+])
+def test_patient_axes(direction, ventral, left, cranial):
+    v, lf, c = an.patient_axes(direction, (1.0, 1.0, 2.0))
+    np.testing.assert_allclose(v, ventral, atol=1e-12)
+    np.testing.assert_allclose(lf, left, atol=1e-12)
+    assert c == cranial
+
+
+def test_sagittal_slices_are_refused():
+    with pytest.raises(AnalysisError, match="not axial"):
+        an.patient_axes((0, 0, 1, 1, 0, 0, 0, 1, 0), (1, 1, 1))
+
+
+def test_dependent_side():
+    assert an.dependent_side("HFP") == "ventral"
+    assert an.dependent_side("FFS") == "dorsal"
+    assert an.dependent_side("HFDR") == "right"
+    assert an.dependent_side("") == "dorsal"
+
+
+def test_sector_map_in_patient_terms():
+    ventral, left, _ = an.patient_axes((-1, 0, 0, 0, -1, 0, 0, 0, 1), (1, 1, 1))   # prone
+    centre = np.array([[5.0, 5.0]])
+    dy, dx = an.polar_grid((1, 11, 11), centre, (1.0, 1.0))
+    sec = an.sector_map(dy, dx, ventral, left)
+    assert sec[0, 9, 5] == an.VENTRAL      # +y index is anterior when prone
+    assert sec[0, 1, 5] == an.DORSAL
+    assert sec[0, 5, 1] == an.LEFT         # -x index is the patient's left when prone
+    assert sec[0, 5, 9] == an.RIGHT
+
+
+def test_canal_radius_of_a_bony_ring():
+    nz, n = 6, 41
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - 20, xx - 20) * 0.5          # 0.5 mm pixels
+    sl = np.where((r >= 8.0) & (r < 11.0), 900.0, 10.0)
+    vol = np.repeat(sl[None], nz, axis=0).astype(np.float32)
+    centre = np.full((nz, 2), 20.0)
+    rad = an.canal_radius(vol, centre, (0.5, 0.5))
+    assert rad.shape == (nz, 48)
+    np.testing.assert_allclose(rad, 8.0, atol=0.6)
+
+
+def test_canal_radius_ignores_a_thin_streak():
+    n = 41
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - 20, xx - 20) * 0.5
+    sl = np.where((r >= 8.0) & (r < 11.0), 900.0, 10.0)
+    sl[:, 26] = 600.0                             # a one-pixel streak through the canal
+    vol = np.repeat(sl[None], 3, axis=0).astype(np.float32)
+    rad = an.canal_radius(vol, np.full((3, 2), 20.0), (0.5, 0.5), step_mm=0.25)
+    assert np.median(rad) > 7.0
+
+
+def test_levels_from_labelmap():
+    nz = 60
+    lab = np.zeros((nz, 9, 9), np.int16)
+    # T6 on slices 0-19, T5 on 20-39, T4 on 40-59 (z increasing cranially)
+    for k, name in enumerate(["T6", "T5", "T4"]):
+        lab[20 * k:20 * k + 20, 2:7, 2:7] = lv.TOTALSEG_ID[name]
+    coord = an.levels_from_labelmap(lab, np.full((nz, 2), 4.0), (1.0, 1.0))
+    assert coord[10] == pytest.approx(lv.coord_of("T6"), abs=0.05)
+    assert coord[29] == pytest.approx(lv.coord_of("T5"), abs=0.05)
+    assert coord[20] == pytest.approx(lv.coord_of("T5-T6"), abs=0.05)
+    assert coord[50] == pytest.approx(lv.coord_of("T4"), abs=0.05)
+
+
+def test_levels_from_labelmap_out_of_order():
+    lab = np.zeros((30, 5, 5), np.int16)
+    lab[0:10] = lv.TOTALSEG_ID["T6"]
+    lab[10:20] = lv.TOTALSEG_ID["T4"]
+    lab[20:30] = lv.TOTALSEG_ID["T5"]
+    with pytest.raises(AnalysisError, match="out of order"):
+        an.levels_from_labelmap(lab, np.full((30, 2), 2.0), (1.0, 1.0))
+
+
+def _spine_profile(heights_mm, disc_mm=6.0, dz=2.0, calcified=()):
+    """Baseline HU along the spine, cranial first: endplates dense, discs dark."""
+    prof = []
+    for k, h in enumerate(heights_mm):
+        n = int(round(h / dz))
+        body = [240.0] * n
+        body[0] = body[-1] = 700.0
+        prof += body
+        disc = 450.0 if k in calcified else 80.0
+        prof += [disc] * int(round(disc_mm / dz))
+    return np.asarray(prof)
+
+
+@pytest.mark.parametrize("calcified", [(), (3,)])
+def test_levels_from_bodies(calcified):
+    heights = [18, 19, 20, 21, 22, 22, 23, 24]
+    prof = _spine_profile(heights, calcified=calcified)
+    nz = prof.size
+    z_mm = -np.arange(nz) * 2.0                    # slice 0 most cranial
+    coord, discs = an.levels_from_bodies(prof, z_mm, "T3", cranial_step=-1)
+    # the centre of the third body is T5
+    start = sum(int(round(h / 2.0)) + 3 for h in heights[:2])
+    mid = start + int(round(heights[2] / 2.0)) // 2
+    assert coord[mid] == pytest.approx(lv.coord_of("T5"), abs=0.3)
+    assert np.nanmax(coord) <= lv.coord_of("T3") + len(heights)
+
+
+def test_levels_from_bodies_bad_anchor():
+    prof = _spine_profile([20] * 6)
+    with pytest.raises(AnalysisError):
+        an.levels_from_bodies(prof, -np.arange(prof.size) * 2.0, "X9", -1)
+    with pytest.raises(AnalysisError, match="does not fit"):
+        an.levels_from_bodies(_spine_profile([20] * 12), -np.arange(200) * 2.0, "L4", -1)
+
+
+def test_half_rise_time():
+    curves = [np.array([0.0, 0.0]), np.array([0.25, 1.0]), np.array([1.0, 1.0])]
+    times = [0.0, 10.0, 20.0]
+    t = an.half_rise_time(curves, times)
+    np.testing.assert_allclose(t, [10.0 + 10.0 * (0.25 / 0.75), 5.0], rtol=1e-6)
+    never = an.half_rise_time([np.zeros(2), np.full(2, 0.4)], [0.0, 10.0])
+    assert np.isnan(never).all()
+
+
+def test_coupling_finds_the_late_voxel():
+    # one slice, 4 passes: a core that fills at pass 1, a sleeve that fills with it at 40 %,
+    # and a leak that fills two passes later
+    p, times = 4, np.array([0.0, 10.0, 20.0, 30.0])
+    core_c = [0.0, 300.0, 320.0, 320.0]
+    sleeve_c = [0.4 * c for c in core_c]
+    leak_c = [0.0, 0.0, 30.0, 250.0]
+    enh = [np.zeros((1, 5, 5), np.float32) for _ in range(p)]
+    core = np.zeros((1, 5, 5), bool)
+    core[0, 1:4, 1:4] = True
+    for k in range(p):
+        enh[k][0, 1:4, 1:4] = core_c[k]
+        enh[k][0, 0, 2] = sleeve_c[k]
+        enh[k][0, 4, 2] = leak_c[k]
+    peak = np.max(np.stack(enh), axis=0)
+    height = np.zeros((1, 5, 5), np.float32)
+    st = np.repeat(times[:, None], 1, axis=1)
+    lag, reached = an.coupling(enh, peak, core, height, st, z_sigma_slices=0)
+    assert reached.all()
+    assert abs(lag[0, 0, 2]) < 1.0                  # the sleeve fills with the sac
+    assert lag[0, 4, 2] > 10.0                      # the leak lags by more than a pass
+    assert np.isnan(lag[0, 0, 0])                   # nothing there
