@@ -75,7 +75,7 @@ def analyse():
 
 
 def test_demo_case_exact_level(analyse):
-    study, res = analyse("fig10e_t7t8")
+    study, res = analyse("fig10e_t7t8", shape="fine")
     d = res.defects[0]
     assert (d.level, d.side, d.kind) == ("T7-T8", "ventral", "dural_tear")
     assert abs(d.level_coord - 13.5) <= 0.5
@@ -91,11 +91,12 @@ def test_controls_no_leak(analyse, case):
     assert res.defects == [] and res.plan is None and not res.leak_detected
 
 
-def test_levels_match_the_truth(analyse):
-    study, res = analyse("fig10e_t7t8")
+@pytest.mark.parametrize("shape", ["small", "fine"])
+def test_levels_match_the_truth(analyse, shape):
+    study, res = analyse("fig10e_t7t8", shape=shape)
     truth = {r["name"]: r["z_range_mm"] for r in study.truth["levels"]}
     z = study.grid.z_mm()
-    for name in ("T4", "T7", "T10"):
+    for name in ("T2", "T4", "T7", "T10", "T12"):
         lo, hi = truth[name]
         mid = np.argmin(np.abs(z - (lo + hi) / 2))
         assert abs(res.anatomy.level_coord[mid] - lv.coord_of(name)) <= 0.3
