@@ -344,7 +344,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     if defects:
         d = defects[0]
         ax_slice = int(d.slice_index)
-        ax_phase = int(min(n - 1, max(0, d.evidence.get("first_pass", n - 1))))
+        ax_phase = _show_defect(d, ext_roi, kpass, anat, (y0, x0), (sy, sx), n)
         axial_hu = np.array(series.phase(ax_phase)[ax_slice], dtype=np.float32)
         axial_enh = np.zeros_like(axial_hu)
         axial_enh[y0:y1, x0:x1] = enh[ax_phase][ax_slice]
@@ -372,6 +372,31 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         res.debug = dict(enh=enh, baseline=baseline, comp=comp, sect=sect, peak=peak,
                          arrival=arrival, kpass=kpass, st=st, roi=(y0, y1, x0, x1))
     return res
+
+
+def _show_defect(d, ext_roi, kpass, anat, offset_yx, spacing_yx_mm, n, window=2):
+    """Place the top defect on its axial slice and pick the first pass that shows it there.
+
+    The defect's (y, x) becomes the centroid of the extravasation on that slice (a neighbour
+    within ``window`` slices if that one has none), or, failing that, the canal's edge on the
+    defect's side. Returns the pass index.
+    """
+    z = int(np.clip(d.slice_index, 0, ext_roi.shape[0] - 1))
+    for dz in [0] + [s * k for k in range(1, window + 1) for s in (1, -1)]:
+        zz = z + dz
+        if 0 <= zz < ext_roi.shape[0] and ext_roi[zz].any():
+            ys, xs = np.nonzero(ext_roi[zz])
+            d.yx = (float(ys.mean() + offset_yx[0]), float(xs.mean() + offset_yx[1]))
+            first = int(kpass[zz][ext_roi[zz] > 0].min())
+            return int(min(n - 1, first))
+    # nothing on the slice: the canal edge on the defect's side
+    from leakloc import anatomy as an
+    side = d.side if d.side in ("ventral", "dorsal", "left", "right") else "ventral"
+    u = an.side_vector(side, anat.ventral_yx, anat.left_yx)
+    r_mm = float(np.median(anat.canal_radius_mm[z])) if anat.canal_radius_mm is not None else 8.0
+    c = anat.centreline_yx[z]
+    d.yx = (float(c[0] + u[0] * r_mm / spacing_yx_mm[0]), float(c[1] + u[1] * r_mm / spacing_yx_mm[1]))
+    return int(min(n - 1, max(0, d.evidence.get("first_pass", n - 1))))
 
 
 def _straightened_mips(enh, centre_yx, spacing_yx_mm, ventral_yx, left_yx, width_mm,
