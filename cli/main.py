@@ -86,11 +86,15 @@ def analyze(inputs, out_dir, times, levels_path, top_vertebra, study_uid, includ
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--format", "fmt", default="dicom", type=click.Choice(["dicom", "nifti"]), show_default=True)
 @click.option("--list", "list_cases", is_flag=True, help="List the case library.")
+@click.option("--shape", "shape", default="fine", show_default=True,
+              type=click.Choice(["small", "medium", "fine", "full"]),
+              help="Grid: small 64x64 at 2 mm / 3 mm slices, fine 128x128 at 1 mm / 2 mm slices, "
+                   "full 512x512 at 0.7 mm / 1 mm slices.")
 @_guarded
-def phantom(case, seed, out_dir, fmt, list_cases):
+def phantom(case, seed, out_dir, fmt, list_cases, shape):
     """Write a synthetic dynamic CT myelogram with its ground truth (truth.json)."""
     from leakloc.cli.phantom import run
-    run(case, seed, out_dir, fmt, list_cases)
+    run(case, seed, out_dir, fmt, list_cases, shape)
 
 
 @main.command()

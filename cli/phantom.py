@@ -6,7 +6,7 @@ import click
 from leakloc import InputError
 
 
-def run(case, seed, out_dir, fmt, list_cases):
+def run(case, seed, out_dir, fmt, list_cases, shape="fine"):
     """List the case library, or write one phantom (``--case`` or ``--seed``) to ``out_dir``."""
     from leakloc.phantoms import CASES, generate, write_study
 
@@ -21,7 +21,7 @@ def run(case, seed, out_dir, fmt, list_cases):
         raise InputError("phantom: give --out DIR")
     if case is not None and case not in CASES:
         raise InputError(f"--case {case!r}: not in the case library ({', '.join(CASES)})")
-    study = generate(case=case, seed=seed)
+    study = generate(case=case, seed=seed, shape=shape)
     paths = write_study(study, out_dir, fmt=fmt)
     t = study.truth
     label = case or f"seed {seed}"

@@ -55,7 +55,7 @@ def leftovers(parent) -> list:
 
 
 def write_phantom(folder: Path, case: str, fmt: str) -> dict:
-    r = invoke("phantom", "--case", case, "--format", fmt, "--out", folder)
+    r = invoke("phantom", "--case", case, "--format", fmt, "--out", folder, "--shape", "small")
     assert r.exit_code == 0, r.output
     assert f"wrote phantom {case}" in r.stdout
     truth = json.loads((folder / "truth.json").read_text())

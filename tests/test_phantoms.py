@@ -243,10 +243,10 @@ def test_cli_list_write_and_errors(tmp_path):
     assert res.exit_code == 2 and "nope" in res.output
     res = r.invoke(main, ["phantom", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2
-    res = r.invoke(main, ["phantom", "--case", "fig7_t5t6", "--out", str(tmp_path / "f7"), "--format", "nifti"])
+    res = r.invoke(main, ["phantom", "--case", "fig7_t5t6", "--out", str(tmp_path / "f7"), "--format", "nifti", "--shape", "small"])
     assert res.exit_code == 0, res.output
     assert "T5-T6 ventral dural tear" in res.output
     assert (tmp_path / "f7" / "truth.json").is_file() and (tmp_path / "f7" / "levels.nii.gz").is_file()
-    res = r.invoke(main, ["phantom", "--case", "fig7_t5t6", "--out", str(tmp_path / "f7"), "--format", "nifti"])
+    res = r.invoke(main, ["phantom", "--case", "fig7_t5t6", "--out", str(tmp_path / "f7"), "--format", "nifti", "--shape", "small"])
     assert res.exit_code == 2 and "not empty" in res.output
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
