@@ -67,23 +67,22 @@ def make_study(shape, n_levels, seed=0):
     return volume, baseline, compartments, sectors, slice_level
 
 
-def numpy_stream(volume, baseline, region, n_regions, prev, peak, arrival, t_prev, t_cur, thr,
-                 n_bins=400, hist_max_hu=2000.0, percentile=95.0):
-    """stream_phase the plain numpy way (whole-array temporaries, np.bincount)."""
+def numpy_region_stats(enh, region, n_regions, threshold_hu, percentile=95.0, hist_max_hu=2000.0,
+                       n_bins=400):
+    """What ``region_stats`` computes, the plain numpy way (np.bincount, np.maximum.at).
+
+    Returns
+    -------
+    count, mean, max, n_above, pct : ndarray, shape (n_regions,); pct from the same histogram
+    (``n_bins`` bins over [0, hist_max_hu)) as the kernel
+    """
     from leakloc.kernels import percentile_from_hist
-    e = volume - baseline
-    np.fmax(peak, e, out=peak)
-    cross = np.isnan(arrival) & (e >= thr) & (prev < thr)
-    z, y, x = np.nonzero(cross)
-    pv, ev = prev[z, y, x].astype(np.float64), e[z, y, x].astype(np.float64)
-    arrival[z, y, x] = t_prev[z] + (thr - pv) / (ev - pv) * (t_cur[z] - t_prev[z])
-    prev[...] = e
     m = region >= 0
     r = region[m]
-    v = e[m]
+    v = enh[m]
     count = np.bincount(r, minlength=n_regions)
     total = np.bincount(r, weights=v, minlength=n_regions)
-    n_above = np.bincount(r[v >= thr], minlength=n_regions)
+    n_above = np.bincount(r[v >= threshold_hu], minlength=n_regions)
     vmax = np.full(n_regions, -np.inf, np.float32)
     np.maximum.at(vmax, r, v)
     b = np.clip(np.floor(v.astype(np.float64) * (n_bins / hist_max_hu)), 0, n_bins - 1).astype(np.int64)
@@ -91,6 +90,19 @@ def numpy_stream(volume, baseline, region, n_regions, prev, peak, arrival, t_pre
     pct = percentile_from_hist(hist.reshape(n_regions, n_bins), percentile, hist_max_hu)
     with np.errstate(invalid="ignore", divide="ignore"):
         return count, total / count, vmax, n_above, pct
+
+
+def numpy_stream(volume, baseline, region, n_regions, prev, peak, arrival, t_prev, t_cur, thr,
+                 n_bins=400, hist_max_hu=2000.0, percentile=95.0):
+    """stream_phase the plain numpy way (whole-array temporaries, np.bincount)."""
+    e = volume - baseline
+    np.fmax(peak, e, out=peak)
+    cross = np.isnan(arrival) & (e >= thr) & (prev < thr)
+    z, y, x = np.nonzero(cross)
+    pv, ev = prev[z, y, x].astype(np.float64), e[z, y, x].astype(np.float64)
+    arrival[z, y, x] = t_prev[z] + (thr - pv) / (ev - pv) * (t_cur[z] - t_prev[z])
+    prev[...] = e
+    return numpy_region_stats(e, region, n_regions, thr, percentile, hist_max_hu, n_bins)
 
 
 def write_whole(path: Path, text: str):

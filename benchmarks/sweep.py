@@ -394,31 +394,6 @@ def run_one(job: dict) -> dict:
 # ============================================================================================
 
 
-def numpy_region_stats(enh, region, n_regions, threshold_hu, percentile=95.0, hist_max_hu=2000.0,
-                       n_bins=400):
-    """What ``region_stats`` computes, the plain numpy way (np.bincount, np.maximum.at).
-
-    Returns
-    -------
-    count, mean, max, n_above, pct : ndarray, shape (n_regions,); pct from the same histogram
-    (``n_bins`` bins over [0, hist_max_hu)) as the kernel
-    """
-    from leakloc.kernels import percentile_from_hist
-    m = region >= 0
-    r = region[m]
-    v = enh[m]
-    count = np.bincount(r, minlength=n_regions)
-    total = np.bincount(r, weights=v, minlength=n_regions)
-    n_above = np.bincount(r[v >= threshold_hu], minlength=n_regions)
-    vmax = np.full(n_regions, -np.inf, np.float32)
-    np.maximum.at(vmax, r, v)
-    b = np.clip(np.floor(v.astype(np.float64) * (n_bins / hist_max_hu)), 0, n_bins - 1).astype(np.int64)
-    hist = np.bincount(r.astype(np.int64) * n_bins + b, minlength=n_regions * n_bins)
-    pct = percentile_from_hist(hist.reshape(n_regions, n_bins), percentile, hist_max_hu)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return count, total / count, vmax, n_above, pct
-
-
 def sitk_region_stats(enh, region):
     """SimpleITK LabelStatisticsImageFilter (no histograms) on the same arrays (labels = region + 1)."""
     import SimpleITK as sitk
@@ -479,7 +454,7 @@ def stats_comparison(seed: int, shape: str, repeats: int = 5) -> dict:
     out["n_regions"] = int(n_regions)
     out["labelled_fraction"] = float(np.mean(region >= 0))
     k = region_stats(enh, region, n_regions, thr)
-    cnt, mean, vmax, n_above, pct = numpy_region_stats(enh, region, n_regions, thr)
+    cnt, mean, vmax, n_above, pct = bench_stats.numpy_region_stats(enh, region, n_regions, thr)
     f = sitk_region_stats(enh, region)
     ids = np.array([i for i in f.GetLabels() if i > 0], dtype=int)
     out["agree"] = bool(np.array_equal(cnt, k.count) and np.array_equal(n_above, k.n_above)
@@ -493,7 +468,7 @@ def stats_comparison(seed: int, shape: str, repeats: int = 5) -> dict:
         "SimpleITK LabelStatisticsImageFilter (incl. array->image)": bench_stats.timeit(
             lambda: sitk_region_stats(enh, region), repeats),
         "numpy (bincount, maximum.at, histogram percentile)": bench_stats.timeit(
-            lambda: numpy_region_stats(enh, region, n_regions, thr), repeats),
+            lambda: bench_stats.numpy_region_stats(enh, region, n_regions, thr), repeats),
     }
     out["timings_s"] = {k2: {"best": v[0], "median": v[1], "x_sum": v[0] / max(vsum[0], 1e-12)}
                         for k2, v in rows.items()}
