@@ -236,8 +236,8 @@ def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0,
     radius = r[first].astype(float)
     radius[~hit.any(axis=2)] = np.nan
     # open rays (foramina, interspaces): borrow from the same direction on neighbouring slices
-    med = ndimage.generic_filter(np.nan_to_num(radius, nan=r_max_mm), np.median,
-                                 size=(z_window, 3), mode="nearest")
+    med = ndimage.median_filter(np.nan_to_num(radius, nan=r_max_mm), size=(z_window, 3),
+                                mode="nearest")
     out = np.where(np.isfinite(radius), np.minimum(radius, med * 1.35), med)
     # a canal is never narrower than 4 mm in radius unless something dense sits in it
     return np.clip(out, 2.0, r_max_mm)
