@@ -51,6 +51,8 @@ class Anatomy:
     lag_s : ndarray, shape of the ROI, float32, s; how much later than the sac core beside it
         each voxel fills (negative: earlier), NaN where it does not enhance (see :func:`coupling`)
     core : ndarray, shape of the ROI, bool; the sac core (well inside the dura)
+    lag_tol_s : ndarray, shape of the ROI, float32, s; the largest lag that still counts as
+        filling with the sac (a fraction of the local gap between passes)
     """
 
     centreline_yx: np.ndarray
@@ -66,6 +68,7 @@ class Anatomy:
     canal_radius_mm: np.ndarray | None = None
     roi_yx: tuple = (0, None, 0, None)
     lag_s: np.ndarray | None = None
+    lag_tol_s: np.ndarray | None = None
     core: np.ndarray | None = None
 
 
@@ -540,7 +543,7 @@ def half_rise_time(curves, times_s):
 
 
 def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices=1.0,
-             min_peak_hu=60.0, bin_mm=1.5):
+             min_peak_hu=60.0, bin_mm=1.5, slack_s=3.0):
     """How late each voxel fills compared with the sac at its slice and height along gravity.
 
     Contrast is heavier than CSF and layers: the dependent part of the sac fills first. The
@@ -561,12 +564,16 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
     slice_times_s : ndarray, shape (P, Z), s
     z_sigma_slices : float, smoothing of the reference curves along z
     bin_mm : float, height resolution of the reference
+    slack_s : float, s; how much later than the heights above it a height's reference may fill
 
     Returns
     -------
     lag_s : ndarray, shape (Z, Y, X), float32, s; NaN where peak < min_peak_hu or the reference
         never enhanced
     reached : ndarray, shape (Z,), bool; slices whose core enhanced
+    tol_s : ndarray, shape (Z, Y, X), float32, s; the largest lag that still counts as filling
+        with the sac: a fraction of the gap between the passes where its reference reaches
+        one half (:func:`coupling_tolerance_s` is the study-wide version)
     """
     p = len(enh_passes)
     nz = peak_hu.shape[0]
@@ -575,6 +582,7 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
     ok_core = core & (peak_hu >= min_peak_hu)
     ref = np.full((p, nz, n_h), np.nan)
     allref = np.full((p, nz), np.nan)
+    support = np.zeros((nz, n_h), np.int32)
     for z in range(nz):
         m = ok_core[z]
         if m.sum() < 3:
@@ -588,6 +596,7 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
             if mb.sum() >= 2:
                 ref[:, z, b] = np.median(ez[:, mb], axis=1)
                 have.append(b)
+                support[z, b] = mb.sum()
         if have:
             # heights beyond the core's take the nearest height the core has
             have = np.asarray(have)
@@ -614,10 +623,41 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
     # where the sac itself reached half its peak only in the last pass, there is no time
     # course to compare with: no lag is measured there
     t_ref = np.where(t_ref > st[-1][:, None] - 0.5, np.nan, t_ref)
+    # the dependent side fills first: a height fills no later than the heights above it (give
+    # or take ``slack_s``). A reference that does (contaminated by a collection lying on the
+    # dependent side of the sac, whose voxels sit at those heights) is pulled back
+    # (only heights the core really covers, with a strong curve, set that bound: a few noisy
+    # voxels must not)
+    solid = np.isfinite(t_ref) & (support >= 5) & (mx >= SAC_ENH_HU)
+    earliest = np.minimum.accumulate(np.where(solid, t_ref, np.inf), axis=1)
+    t_ref = np.where(np.isfinite(t_ref), np.minimum(t_ref, earliest + slack_s), np.nan)
+    t_ref = t_ref.astype(np.float32)
     zi = np.arange(nz)[:, None, None]
-    lag = t_vox - t_ref[zi, hb]
+    t_ref_vox = t_ref[zi, hb]
+    lag = t_vox - t_ref_vox
     lag[peak_hu < min_peak_hu] = np.nan
-    return lag.astype(np.float32), reached
+    # the sac's half-rise time is only as precise as the gap between the passes around it: the
+    # lag a voxel may have and still fill with the sac grows with that gap
+    tol = np.maximum(COUPLING_MIN_S, COUPLING_FRACTION * _bracket_s(t_ref_vox, st))
+    tol = tol.astype(np.float32)
+    return lag.astype(np.float32), reached, tol
+
+
+def _bracket_s(t_s, slice_times_s):
+    """Gap (s) between the two passes around each time, per slice; 0 where ``t_s`` is NaN.
+
+    t_s : ndarray, shape (Z, ...), s; slice_times_s : ndarray, shape (P, Z), s
+    """
+    st = np.asarray(slice_times_s, dtype=np.float32)
+    p = st.shape[0]
+    extra = (None,) * (np.ndim(t_s) - 1)
+    k = np.zeros(np.shape(t_s), np.int16)
+    for j in range(p):
+        k += st[j][(slice(None),) + extra] < t_s
+    k = np.clip(k, 1, p - 1)
+    zi = np.arange(st.shape[1]).reshape((-1,) + (1,) * (np.ndim(t_s) - 1))
+    out = st[k, zi] - st[k - 1, zi]
+    return np.where(np.isfinite(t_s), out, 0.0).astype(np.float32)
 
 
 def first_pass_index(arrival_s, slice_times_s):
@@ -732,11 +772,11 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
     core = inner_enhancing(peak_hu, canal, rr, sectors) | (canal & (rr <= CORE_FRACTION * r_edge))
     dep = side_vector(dependent_side(patient_position), ventral, left)
     height = dy * np.float32(dep[0]) + dx * np.float32(dep[1])
-    lag, reached = coupling(enh_passes, peak_hu, core, height, slice_times_s,
-                            z_sigma_slices=sigma / 4)
-    del height
     tol_s = coupling_tolerance_s(slice_times_s)
-    coupled = (peak_hu >= SAC_ENH_HU * 0.5) & (np.abs(np.nan_to_num(lag, nan=99.0)) < tol_s)
+    lag, reached, lag_tol = coupling(enh_passes, peak_hu, core, height, slice_times_s,
+                                     z_sigma_slices=sigma / 4, slack_s=tol_s)
+    del height
+    coupled = (peak_hu >= SAC_ENH_HU * 0.5) & (np.abs(np.nan_to_num(lag, nan=99.0)) < lag_tol)
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     seed = canal & (coupled | (core & (peak_hu >= SAC_ENH_HU * 0.5)))
@@ -785,4 +825,5 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
                    sectors=sec_full, level_coord=level_coord, levels=lv,
                    ventral_yx=ventral, left_yx=left, cranial_step=cranial_step,
                    dependent=dependent_side(patient_position), notes=notes,
-                   canal_radius_mm=radius, roi_yx=(y0, y1, x0, x1), lag_s=lag, core=core)
+                   canal_radius_mm=radius, roi_yx=(y0, y1, x0, x1), lag_s=lag, core=core,
+                   lag_tol_s=lag_tol)

@@ -83,6 +83,7 @@ class Voxels:
     dy_mm, dx_mm : float32 (Z, Y, X), offset of each voxel from the canal centre, mm
     dependent_yx : (2,), unit vector (y, x) towards the side contrast layers on, or None
     steady_hu : float32 (Z, Y, X), enhancement held over two consecutive passes, HU, or None
+    lag_tol_s : float32 (Z, Y, X), s, largest lag still filling with the sac, or None (study-wide)
     """
 
     compartments: np.ndarray
@@ -101,6 +102,7 @@ class Voxels:
     dx_mm: np.ndarray = None
     dependent_yx: np.ndarray = None
     steady_hu: np.ndarray = None
+    lag_tol_s: np.ndarray = None
 
 
 def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
@@ -147,7 +149,7 @@ def extravasation_mask(v: Voxels):
     off_sac = ~ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
                                        iterations=max(1, int(round(1.5 / min(v.spacing_mm[:2])))))
     ahead = (v.arrival_s < t_it - max(AHEAD_S, 0.5 * iv)) & off_sac
-    tol_s = _an.coupling_tolerance_s(v.slice_times_s)
+    tol_s = _an.coupling_tolerance_s(v.slice_times_s) if v.lag_tol_s is None else v.lag_tol_s
     # later than the sac beside it at the same height (a leak filling), or, clear of the sac,
     # earlier (a collection fed from a defect elsewhere)
     lag = np.nan_to_num(v.lag_s, nan=0.0)
@@ -506,7 +508,9 @@ def is_leak(c: Defect, candidates=()) -> bool:
             e["frac_paraspinal"] < 0.3:
         # a lateral leak leaves through the foramen: contrast late at the side of the canal that
         # stays inside it is a sleeve or recess filling slowly, unless it is a long collection
-        return e["volume_mm3"] >= 500.0 and spreads and delayed
+        # ... or a blob that keeps growing from pass to pass (a slow sleeve fills and stops)
+        return delayed and ((e["volume_mm3"] >= 500.0 and spreads) or
+                            (e["volume_mm3"] >= 1000.0 and e["growth"] >= 5.0))
     if c.kind == "csf_venous_fistula" and not (math.isfinite(c.delay_s) and c.delay_s > -2.0):
         # a fistula drains contrast that reached its level: it opacifies after the sac there
         return False

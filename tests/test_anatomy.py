@@ -149,8 +149,31 @@ def test_coupling_finds_the_late_voxel():
     peak = np.max(np.stack(enh), axis=0)
     height = np.zeros((1, 5, 5), np.float32)
     st = np.repeat(times[:, None], 1, axis=1)
-    lag, reached = an.coupling(enh, peak, core, height, st, z_sigma_slices=0)
+    lag, reached, tol = an.coupling(enh, peak, core, height, st, z_sigma_slices=0)
     assert reached.all()
     assert abs(lag[0, 0, 2]) < 1.0                  # the sleeve fills with the sac
     assert lag[0, 4, 2] > 10.0                      # the leak lags by more than a pass
     assert np.isnan(lag[0, 0, 0])                   # nothing there
+    # the sac rose between passes 0 and 1 (10 s apart): 0.4 of that, at least 3 s
+    assert tol[0, 2, 2] == pytest.approx(4.0)
+
+
+def test_coupling_dependent_side_fills_first():
+    # a collection on the dependent side of the sac, inside the core's heights, must not become
+    # the reference of its own height: the dependent side cannot fill later than the centre
+    times = np.array([0.0, 10.0, 20.0, 30.0])
+    sac_c, col_c = [0.0, 300.0, 310.0, 320.0], [0.0, 0.0, 40.0, 300.0]
+    enh = [np.zeros((1, 5, 5), np.float32) for _ in times]
+    core = np.zeros((1, 5, 5), bool)
+    core[0, 1:3, :] = True          # sac rows (heights 0, 1 mm)
+    core[0, 3:5, :] = True          # collection rows, taken into the core (heights 3, 4.5 mm)
+    for k in range(times.size):
+        enh[k][0, 1:3, :] = sac_c[k]
+        enh[k][0, 3:5, :] = col_c[k]
+    peak = np.max(np.stack(enh), axis=0)
+    height = np.broadcast_to(np.array([-1.5, 0.0, 1.5, 3.0, 4.5], np.float32)[None, :, None],
+                             (1, 5, 5)).copy()
+    st = times[:, None]
+    lag, _, tol = an.coupling(enh, peak, core, height, st, z_sigma_slices=0, slack_s=3.0)
+    assert np.all(np.abs(lag[0, 1:3]) < 1.0)
+    assert np.all(lag[0, 3:5] > tol[0, 3:5] + 5.0)
