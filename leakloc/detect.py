@@ -64,6 +64,8 @@ VENOUS_ENH_HU, VENOUS_ABS_HU = 30.0, 70.0
 VENOUS_MAX_ENH_HU = 350.0
 #: contrast outside the sac this long before the local intrathecal arrival came from elsewhere, s
 AHEAD_S = 3.0
+#: below this fraction of the densest sac voxel within 2 mm, a voxel's enhancement is blur
+SPILL_FRACTION = 0.25
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
@@ -165,6 +167,7 @@ def extravasation_mask(v: Voxels):
         late &= ~(up & ~off_sac & ((v.compartments == _an.EPIDURAL) | near))
     uncoupled = late | ahead
     strong = outside & uncoupled & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
+    strong &= ~spill(v)
     # a fistula's vein: outside the canal (or late in the epidural space), venous densities
     steady = v.peak_hu if v.steady_hu is None else v.steady_hu
     where = (v.compartments == _an.PARASPINAL) | ((v.compartments == _an.EPIDURAL) & late)
@@ -174,6 +177,24 @@ def extravasation_mask(v: Voxels):
     # a vein is a tube, not speckle: keep venous voxels only in clusters
     venous = ndimage.binary_opening(venous, structure=ndimage.generate_binary_structure(3, 1))
     return strong, venous
+
+
+def spill(v: Voxels, radius_mm=2.0):
+    """Voxels whose enhancement is the blur of dense sac contrast next to them.
+
+    Partial volume and the scanner's point spread carry a fraction of the sac's density a voxel
+    or two beyond its wall, with a time course of its own when the wall layers. A voxel within
+    ``radius_mm`` of the sac whose peak is below SPILL_FRACTION of the densest sac voxel there
+    holds no contrast of its own.
+
+    Returns
+    -------
+    ndarray bool (Z, Y, X)
+    """
+    sac = v.compartments == _an.SAC
+    k = [1] + [2 * max(1, int(round(radius_mm / float(s)))) + 1 for s in (v.spacing_mm[1], v.spacing_mm[0])]
+    near_peak = ndimage.maximum_filter(np.where(sac, v.peak_hu, 0.0).astype(np.float32), size=k)
+    return ~sac & (v.peak_hu < SPILL_FRACTION * near_peak)
 
 
 def _bridge_collections(v: Voxels, strong, max_gap_mm=220.0, min_voxels=6, n_angles=16):
@@ -397,8 +418,11 @@ def find_candidates(v: Voxels):
         t_loc = v.t_intrathecal_s[zu]
         t_loc = np.where(np.isfinite(t_loc), t_loc, a_z)
         # where the sac itself first filled in the last pass there is nothing to time against
-        # (the sac must have filled there at least two passes before the end of the study)
+        # (the sac must have filled there at least two passes before the end of the study) ...
         timed = t_loc < v.slice_times_s[max(0, p - 2)][zu] - 0.5
+        # nor where it was already full in the first pass (at the injection, without a
+        # pre-contrast pass): no time course there either
+        timed &= t_loc > v.slice_times_s[0][zu] + 0.5
         if not timed.any():
             continue
         zu, a_z, t_loc = zu[timed], a_z[timed], t_loc[timed]

@@ -231,16 +231,25 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     cz = centre_roi.mean(axis=0)
     near = (dyx[0] - cz[0]) ** 2 * sy ** 2 + (dyx[1] - cz[1]) ** 2 * sx ** 2 < 40.0 ** 2
     col = ((np.maximum.reduce(rois) - stack_min) > an.SAC_ENH_HU) & near[None]
+    # (the column of fluid, not the thin rims where bone edges moved a fraction of a voxel)
+    col = ndimage.binary_opening(col, structure=np.ones((1, 3, 3), bool))
     pre = bool(col.any() and float(np.median((rois[0] - stack_min)[col])) < 20.0)
     # the baseline is each voxel's temporal minimum. Without a pre-contrast pass (or with one
     # taken after the injection reached the lumbar sac) the sac near the injection holds
     # contrast in every pass and its minimum is no baseline: fluid whose density changes a lot
     # over time (bone does not) and is dense in every pass was CSF before contrast came
     stack_max = np.maximum.reduce(rois)
-    opaque = ((stack_max - stack_min) > CHANGING_HU) & (stack_min > 60.0)
+    # ... judged slice by slice: the contrast column of the slice is dense in the first pass
+    # (a partial-volume voxel of fluid and bone is dense in every pass too, but it is a rim)
+    dense0 = np.zeros(stack_min.shape[0], bool)
+    for z in range(stack_min.shape[0]):
+        cz_ = col[z]
+        if cz_.sum() >= 5:
+            dense0[z] = float(np.median(rois[0][z][cz_])) > 60.0
+    opaque = ((stack_max - stack_min) > CHANGING_HU) & (stack_min > 60.0) & dense0[:, None, None]
     # where the first pass holds no contrast it is the baseline (one sample: no bias from taking
-    # the minimum of several noisy ones)
-    first_clear = (rois[0] - stack_min) < CHANGING_HU / 4
+    # the minimum of several noisy ones); the first pass of an opaque voxel holds contrast
+    first_clear = ((rois[0] - stack_min) < CHANGING_HU / 4) & ~opaque
     baseline = np.where(opaque, np.float32(WATER_HU), stack_min)
     baseline = np.where(first_clear, rois[0], baseline).astype(np.float32)
     del first_clear
