@@ -84,6 +84,8 @@ from leakloc import AnalysisError  # noqa: E402
 from leakloc import levels as _lv  # noqa: E402
 
 #: HU above which baseline voxels count as bone (or calcification) for the canal border
+#: fraction of rays meeting bone for a slice's bony ring to count as closed (a vertebra)
+RING_CLOSED = 0.85
 BONE_HU = 250.0
 #: enhancement (HU over baseline) that marks intrathecal contrast when finding the sac
 SAC_ENH_HU = 120.0
@@ -204,7 +206,7 @@ def polar_grid(shape_zyx, centre_yx, spacing_yx_mm):
 
 
 def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0, step_mm=0.5,
-                 bone_hu=BONE_HU, z_window=7):
+                 bone_hu=BONE_HU, z_window=7, return_closed=False):
     """Radius of the bony canal around the centre, per slice and direction, by casting rays.
 
     Each ray stops at the first voxel of the baseline denser than ``bone_hu``; rays that leave
@@ -220,6 +222,7 @@ def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0,
     -------
     radius_mm : ndarray, shape (Z, n_angles), mm; angle k is ``2 pi k / n_angles`` measured from
         the +y index axis towards +x
+    closed : ndarray, shape (Z,), fraction of rays that met bone (with ``return_closed``)
     """
     nz = baseline.shape[0]
     ang = 2 * np.pi * np.arange(n_angles) / n_angles
@@ -243,7 +246,10 @@ def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0,
                                 mode="nearest")
     out = np.where(np.isfinite(radius), np.minimum(radius, med * 1.35), med)
     # a canal is never narrower than 4 mm in radius unless something dense sits in it
-    return np.clip(out, 2.0, r_max_mm)
+    out = np.clip(out, 2.0, r_max_mm)
+    if return_closed:
+        return out, hit.any(axis=2).mean(axis=1)
+    return out
 
 
 def _recentre(baseline_slice, c, sp_yx, iterations=3):
@@ -742,13 +748,20 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
     sigma = max(1.0, 8.0 / float(spacing_mm[2]))
     radius = None
     for _ in range(2):
-        radius = canal_radius(baseline, centre, sp_yx)
+        radius, closed = canal_radius(baseline, centre, sp_yx, return_closed=True)
         ang = 2 * np.pi * np.arange(radius.shape[1]) / radius.shape[1]
         # centroid of the canal polygon (area-weighted by r^2)
         w = radius ** 2
         off_y = (w * radius * np.cos(ang)).sum(1) / w.sum(1) * (2.0 / 3.0)
         off_x = (w * radius * np.sin(ang)).sum(1) / w.sum(1) * (2.0 / 3.0)
-        centre = centre + smooth_along_z(np.stack([off_y / sp_yx[0], off_x / sp_yx[1]], 1), sigma)
+        off = np.stack([off_y / sp_yx[0], off_x / sp_yx[1]], 1)
+        # only where the bony ring is closed (at a vertebra) does its centroid tell the centre:
+        # at the foramina and interlaminar gaps the open rays pull it by a few mm per level
+        ring = closed >= RING_CLOSED
+        if ring.sum() >= max(3, 0.15 * nz):
+            zi_ = np.arange(nz)
+            off = np.stack([np.interp(zi_, zi_[ring], off[ring, k]) for k in range(2)], 1)
+        centre = centre + smooth_along_z(off, sigma)
     radius = canal_radius(baseline, centre, sp_yx)
 
     dy, dx = polar_grid(baseline.shape, centre, sp_yx)
