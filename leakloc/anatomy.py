@@ -241,9 +241,14 @@ def canal_radius(baseline, centre_yx, spacing_yx_mm, n_angles=48, r_max_mm=22.0,
     first = np.where(hit.any(axis=2), hit.argmax(axis=2), r.size - 1)
     radius = r[first].astype(float)
     radius[~hit.any(axis=2)] = np.nan
-    # open rays (foramina, interspaces): borrow from the same direction on neighbouring slices
-    med = ndimage.median_filter(np.nan_to_num(radius, nan=r_max_mm), size=(z_window, 3),
-                                mode="nearest")
+    # open rays (foramina, interspaces, a whole disc level): borrow from the same direction on
+    # the nearest slices where it met bone, above and below
+    filled = radius.copy()
+    zi = np.arange(nz)
+    for k in range(n_angles):
+        ok = np.isfinite(radius[:, k])
+        filled[:, k] = np.interp(zi, zi[ok], radius[ok, k]) if ok.any() else r_max_mm
+    med = ndimage.median_filter(filled, size=(z_window, 3), mode="nearest")
     out = np.where(np.isfinite(radius), np.minimum(radius, med * 1.35), med)
     # a canal is never narrower than 4 mm in radius unless something dense sits in it
     out = np.clip(out, 2.0, r_max_mm)

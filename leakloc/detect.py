@@ -62,6 +62,9 @@ EXTRAVASATION_HU = 90.0
 VENOUS_ENH_HU, VENOUS_ABS_HU = 30.0, 70.0
 #: denser than this (enhancement, HU) is CSF contrast, not a vein
 VENOUS_MAX_ENH_HU = 350.0
+#: a candidate whose 95th percentile enhancement (HU) reaches this holds CSF contrast: a leak
+#: through a sleeve, not a fistula's vein
+CSF_DENSE_HU = 300.0
 #: contrast outside the sac this long before the local intrathecal arrival came from elsewhere, s
 AHEAD_S = 3.0
 #: below this fraction of the densest sac voxel within 2 mm, a voxel's enhancement is blur
@@ -86,6 +89,7 @@ class Voxels:
     dependent_yx : (2,), unit vector (y, x) towards the side contrast layers on, or None
     steady_hu : float32 (Z, Y, X), enhancement held over two consecutive passes, HU, or None
     lag_tol_s : float32 (Z, Y, X), s, largest lag still filling with the sac, or None (study-wide)
+    enh_passes : list of P float32 (Z, Y, X), enhancement of every pass, HU, or None
     """
 
     compartments: np.ndarray
@@ -105,6 +109,7 @@ class Voxels:
     dependent_yx: np.ndarray = None
     steady_hu: np.ndarray = None
     lag_tol_s: np.ndarray = None
+    enh_passes: list = None
 
 
 def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
@@ -457,14 +462,19 @@ def find_candidates(v: Voxels):
                 z_c, onset = float(z_apex), float(min(onset, t_apex))
             y_c = float(np.average(yy[early], weights=w))
             x_c = float(np.average(xx[early], weights=w))
-            sector, sect_w = _sector_of(v.sectors[zz[early], yy[early], xx[early]], w)
+            # the side: where the bulk of the contrast near the onset lies (its first voxels
+            # may be a stray corner of it)
+            w_win = np.clip(pk[win], 1.0, None)
+            sector, sect_w = _sector_of(v.sectors[zz[win], yy[win], xx[win]], w_win)
             lc = _level_at(v, z_c)
             lc_early = np.array([_level_at(v, z) for z in zz[early]])
             spread = float(np.std(lc_early)) if lc_early.size > 1 else 0.0
             zi = int(round(z_c))
             t_it = float(v.t_intrathecal_s[zi]) if np.isfinite(v.t_intrathecal_s[zi]) else float("nan")
             delay = onset - t_it if math.isfinite(t_it) else float("nan")
-            venous_like = frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)
+            # a vein holds venous densities; contrast that left through a sleeve is CSF-dense
+            venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)) \
+                and float(np.percentile(pk, 95)) < CSF_DENSE_HU
             side = SIDES[sector]
             if venous_like:
                 kind = "csf_venous_fistula"
@@ -487,7 +497,114 @@ def find_candidates(v: Voxels):
             out.append(Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind=kind,
                               onset_time_s=onset, confidence=0.0, delay_s=delay, slice_index=zi,
                               yx=(y_c, x_c), evidence=ev))
+    up = upper_collection(v)
+    if up is not None:
+        cand, where = up
+        cand.evidence["component"] = len(objs) + 1
+        out.append(cand)
+        mask[where & (mask == 0)] = 1
     return out, mask
+
+
+#: the upper side of the sac this much denser, relative to its dependent side, than the same
+#: side a few levels away: a collection lies there (see :func:`upper_collection`)
+UPPER_EXCESS = 0.35
+
+
+def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
+    """A collection on the upper (non-dependent) side of the sac, from its density.
+
+    Contrast layers: the sac's upper side fills late and thin, slowly along the spine as the
+    contrast mixes. A collection there (a ventral tear in a supine patient) fills from its
+    defect with undiluted CSF contrast, so near the defect the upper side of the canal is much
+    denser, relative to the dependent side of the same slice, than a few levels away, and
+    sooner than the sac's mixing explains. Timing cannot separate it from the sac there (it
+    fills with it); this ratio can. Per pass (the last excluded: by then the sac is mixed), the
+    ratio of the upper to the dependent side's 75th percentile enhancement is compared with the
+    median ratio of the slices where the sac filled as long before (mixing goes on with that
+    time, so the ratio peaks at the injection by itself); the first pass with an excess above
+    UPPER_EXCESS places the defect at its peak.
+
+    Returns
+    -------
+    (Defect, mask) or None; mask : ndarray bool (Z, Y, X), the upper-side contrast at the defect
+    """
+    if v.enh_passes is None or v.dependent_yx is None or v.dy_mm is None:
+        return None
+    p_all = len(v.enh_passes)
+    if p_all < 3:
+        return None
+    dep = v.dependent_yx
+    rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2) + 1e-3
+    cosd = (v.dy_mm * dep[0] + v.dx_mm * dep[1]) / rr
+    canal = (v.compartments == _an.SAC) | (v.compartments == _an.EPIDURAL)
+    top = canal & (cosd < -0.5) & (rr > 2.0)
+    bot = canal & (cosd > 0.5) & (rr > 2.0)
+    nz = top.shape[0]
+    zi = np.arange(nz)
+    sz = float(v.spacing_mm[2])
+    win = max(3, int(round(window_mm / sz))) | 1
+    sm = max(1, int(round(smooth_mm / sz)))
+    n_top, n_bot = top.sum(axis=(1, 2)), bot.sum(axis=(1, 2))
+    for k in range(1, p_all - 1):
+        e = v.enh_passes[k]
+        ratio = np.full(nz, np.nan)
+        for z in np.nonzero((n_top >= 5) & (n_bot >= 5))[0]:
+            b = np.percentile(e[z][bot[z]], 75)
+            if b >= 100.0:
+                ratio[z] = np.percentile(e[z][top[z]], 75) / b
+        # the expected ratio: that of the slices where the sac has filled as long ago (mixing
+        # goes on with the time since the contrast arrived, most advanced at the injection)
+        since = v.slice_times_s[k] - v.t_intrathecal_s
+        ok = np.isfinite(ratio) & np.isfinite(since)
+        if ok.sum() < win:
+            continue
+        idx = np.nonzero(ok)[0]
+        order = idx[np.argsort(since[idx], kind="stable")]
+        expect = np.full(nz, np.nan)
+        expect[order] = ndimage.median_filter(ratio[order], size=win, mode="nearest")
+        excess = ndimage.uniform_filter1d(np.where(ok, ratio - expect, 0.0), sm, mode="nearest")
+        zc = int(np.argmax(excess))
+        if excess[zc] < UPPER_EXCESS:
+            continue
+        run = excess >= 0.5 * excess[zc]
+        lab, _ = ndimage.label(run)
+        slices = np.nonzero(lab == lab[zc])[0]
+        where = np.zeros(top.shape, bool)
+        where[slices] = top[slices] & (e[slices] >= EXTRAVASATION_HU)
+        if not where.any():
+            continue
+        zz, yy, xx = np.nonzero(where)
+        sector, sect_w = _sector_of(v.sectors[zz, yy, xx], np.ones(zz.size))
+        side = SIDES[sector]
+        if side not in ("ventral", "dorsal"):
+            return None          # a decubitus patient: the upper side is lateral
+        lc = _level_at(v, float(zc))
+        t_it = float(v.t_intrathecal_s[zc]) if np.isfinite(v.t_intrathecal_s[zc]) else float("nan")
+        t_prev, t_here = float(v.slice_times_s[k - 1][zc]), float(v.slice_times_s[k][zc])
+        onset = max(t_prev, t_it) if math.isfinite(t_it) else 0.5 * (t_prev + t_here)
+        onset = min(onset, t_here)
+        lcs = [_level_at(v, float(z)) for z in slices]
+        vox_mm3 = float(np.prod(v.spacing_mm))
+        iv = _interval_s(v.slice_times_s)
+        ev = dict(volume_mm3=float(where.sum()) * vox_mm3,
+                  delay_s=onset - t_it if math.isfinite(t_it) else float("nan"),
+                  span_levels=float(max(lcs) - min(lcs)), growth=1.0, first_pass=k,
+                  frac_paraspinal=0.0, frac_venous=0.0,
+                  peak_median_hu=float(np.median(e[where])), peak_max_hu=float(e[where].max()),
+                  spread_levels=0.0, sector_weights=[float(x) for x in sect_w], interval_s=iv,
+                  component=-1, onset_rank_in_component=0, n_passes=p_all,
+                  t_intrathecal_s=t_it, onset_cost_s=float("nan"),
+                  upper_excess=float(excess[zc]), upper_ratio=float(ratio[zc]))
+        z_mm = float(np.interp(zc, zi, v.z_mm))
+        name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
+        d = Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind="dural_tear",
+                   onset_time_s=onset, confidence=0.0, delay_s=ev["delay_s"], slice_index=zc,
+                   yx=(float(np.mean(yy[zz == zc])) if np.any(zz == zc) else float(yy.mean()),
+                       float(np.mean(xx[zz == zc])) if np.any(zz == zc) else float(xx.mean())),
+                   evidence=ev)
+        return d, where
+    return None
 
 
 def _mirrored(c: Defect, candidates) -> bool:
@@ -520,6 +637,9 @@ def is_leak(c: Defect, candidates=()) -> bool:
     to pass, on one side.
     """
     e = c.evidence
+    if "upper_excess" in e:
+        # a collection on the sac's upper side, found by its density (upper_collection)
+        return e["volume_mm3"] >= MIN_LEAK_MM3
     iv = max(e["interval_s"], 1.0)
     delayed = math.isfinite(c.delay_s) and abs(c.delay_s) > 0.35 * iv
     spreads = e["span_levels"] >= 1.5

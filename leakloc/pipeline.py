@@ -310,7 +310,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     dy_mm, dx_mm = an.polar_grid(shape, anat.centreline_yx - np.array([y0, x0], float), (sy, sx))
     vox = dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak, arrival_s=arrival,
                     baseline_hu=baseline, first_pass=kpass, lag_s=anat.lag_s,
-                    lag_tol_s=anat.lag_tol_s,
+                    lag_tol_s=anat.lag_tol_s, enh_passes=enh,
                     level_coord=anat.level_coord,
                     z_mm=z_mm, slice_times_s=st, spacing_mm=grid.spacing_mm,
                     t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm, steady_hu=steady,
