@@ -564,6 +564,9 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         expect = np.full(nz, np.nan)
         expect[order] = ndimage.median_filter(ratio[order], size=win, mode="nearest")
         excess = ndimage.uniform_filter1d(np.where(ok, ratio - expect, 0.0), sm, mode="nearest")
+        # not where the sac was full by the second pass: at the injection the contrast is
+        # placed and mixed by the injection itself
+        excess[~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)] = 0.0
         zc = int(np.argmax(excess))
         if excess[zc] < UPPER_EXCESS:
             continue
