@@ -69,6 +69,8 @@ CSF_DENSE_HU = 300.0
 AHEAD_S = 3.0
 #: below this fraction of the densest sac voxel within 2 mm, a voxel's enhancement is blur
 SPILL_FRACTION = 0.25
+#: a ventral or dorsal collection seen over at least this length (mm) is placed by its V-fit
+V_FIT_MIN_MM = 20.0
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
@@ -345,6 +347,51 @@ def _v_apex(zu, a_z, sz_mm, arm_mm=60.0, min_gap_mm=12.0):
     return z_d, t_d, edge
 
 
+#: how fast (s per mm) a collection's arrival may grow away from its defect, the V-fit's grid
+_V_SLOPES_S_MM = np.array([0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8,
+                           1.0, 1.5])
+
+
+def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0):
+    """Where a collection's defect is, from the arrival of its contrast along the spine.
+
+    A collection fills from its defect outward, so its arrival along the spine is a V (one arm
+    when the defect is at an end) whose apex is the defect, and the defect opens when the sac
+    fills there. Near the apex the collection may be missing altogether (it filled with the sac
+    and cannot be told from it by timing): the arms, fitted by least
+    absolute deviations with one slope, place it. The apex time is pulled towards the local
+    intrathecal arrival.
+
+    Parameters
+    ----------
+    zu : ndarray of int, slices with collection contrast (sorted); a_z : arrival per slice, s
+    t_loc : ndarray, local intrathecal arrival at those slices, s; sz_mm : slice spacing, mm
+
+    Returns
+    -------
+    (z_apex, t_apex, edge_index) or None
+    """
+    if zu.size < 5:
+        return None
+    z = zu.astype(float)
+    z0 = np.arange(zu.min(), zu.max() + 1, dtype=float)
+    s = _V_SLOPES_S_MM * sz_mm                                      # s per slice
+    dl = np.maximum(z0[:, None] - z[None, :], 0.0)                  # (Z0, N)
+    dr = np.maximum(z[None, :] - z0[:, None], 0.0)
+    # one slope for both arms: the contrast spreads along the epidural space at the same pace
+    # both ways
+    shape = s[None, :, None] * (dl + dr)[:, None, :]
+    resid = a_z[None, None, :] - shape                              # (Z0, S, N)
+    t0 = np.median(resid, axis=2)
+    cost = np.abs(resid - t0[..., None]).sum(axis=2)
+    t_at = np.interp(z0, z, t_loc)
+    cost = cost + w_onset * np.abs(t0 - t_at[:, None])
+    i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    z_apex, t_apex = float(z0[i]), float(t0[i, j])
+    edge = int(np.argmin(np.abs(z - z_apex)))
+    return z_apex, t_apex, edge
+
+
 def find_candidates(v: Voxels):
     """Candidate defects, one or more per connected extravasation, each with its evidence.
 
@@ -440,7 +487,9 @@ def find_candidates(v: Voxels):
             pk_idx = [i - 1 for i in pk_idx]
             if pk_idx:
                 onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: cost[i])
-        apex = _v_apex(zu, a_z, sz) if frac_para < 0.5 else None
+        collection = frac_para < 0.5 and zu.size * sz >= V_FIT_MIN_MM and \
+            _sector_of(sec_c[use], np.ones(int(use.sum())))[0] in (_an.VENTRAL, _an.DORSAL)
+        apex = _v_fit(zu, a_z, t_loc, sz) if collection else None
         if apex is not None:
             # the collection is seen on both sides of the defect but not at it (there it filled
             # with the sac): the defect is where its two arms' arrival times meet
