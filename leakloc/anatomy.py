@@ -84,6 +84,8 @@ from leakloc import AnalysisError  # noqa: E402
 from leakloc import levels as _lv  # noqa: E402
 
 #: HU above which baseline voxels count as bone (or calcification) for the canal border
+#: how far (mm) the bony canal's centre may lie from the contrast column it was found from
+MAX_RECENTRE_MM = 5.0
 #: fraction of rays meeting bone for a slice's bony ring to count as closed (a vertebra)
 RING_CLOSED = 0.85
 BONE_HU = 250.0
@@ -752,6 +754,7 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
         centre = track_canal(baseline, centre, np.asarray(reached, bool), sp_yx)
     sigma = max(1.0, 8.0 / float(spacing_mm[2]))
     radius = None
+    start = centre.copy()
     for _ in range(2):
         radius, closed = canal_radius(baseline, centre, sp_yx, return_closed=True)
         ang = 2 * np.pi * np.arange(radius.shape[1]) / radius.shape[1]
@@ -767,6 +770,11 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
             zi_ = np.arange(nz)
             off = np.stack([np.interp(zi_, zi_[ring], off[ring, k]) for k in range(2)], 1)
         centre = centre + smooth_along_z(off, sigma)
+        # the canal holds the sac: its centre is never far from where the contrast is (bone
+        # blurred by motion, or a broken ring, must not drag it away)
+        d_mm = (centre - start) * np.array(sp_yx)
+        r_mm = np.sqrt((d_mm ** 2).sum(axis=1, keepdims=True))
+        centre = start + d_mm * np.minimum(1.0, MAX_RECENTRE_MM / np.maximum(r_mm, 1e-6)) / np.array(sp_yx)
     radius = canal_radius(baseline, centre, sp_yx)
 
     dy, dx = polar_grid(baseline.shape, centre, sp_yx)
