@@ -557,7 +557,7 @@ def find_candidates(v: Voxels):
 
 #: the upper side of the sac this much denser, relative to its dependent side, than the same
 #: side a few levels away: a collection lies there (see :func:`upper_collection`)
-UPPER_EXCESS = 0.35
+UPPER_EXCESS, UPPER_EXCESS_LAST = 0.3, 0.6
 
 
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
@@ -595,7 +595,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     win = max(3, int(round(window_mm / sz))) | 1
     sm = max(1, int(round(smooth_mm / sz)))
     n_top, n_bot = top.sum(axis=(1, 2)), bot.sum(axis=(1, 2))
-    for k in range(1, p_all - 1):
+    for k in range(1, p_all):
         e = v.enh_passes[k]
         ratio = np.full(nz, np.nan)
         for z in np.nonzero((n_top >= 5) & (n_bot >= 5))[0]:
@@ -617,7 +617,9 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         # placed and mixed by the injection itself
         excess[~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)] = 0.0
         zc = int(np.argmax(excess))
-        if excess[zc] < UPPER_EXCESS:
+        # (the last pass is the least informative: the sac is mixed by then, and a late
+        # delayed pass is far from the others in time)
+        if excess[zc] < (UPPER_EXCESS if k < p_all - 1 else UPPER_EXCESS_LAST):
             continue
         run = excess >= 0.5 * excess[zc]
         lab, _ = ndimage.label(run)
