@@ -37,6 +37,55 @@ def test_small_or_timely_extravasation_is_not_a_leak():
     assert not dt.is_leak(timely, [timely])
 
 
+def _supine_canal(excess_at=None, nz=80, n_pass=5):
+    """Voxels of a straight supine canal (radius 6 mm, 1 mm voxels, 2 mm slices) whose upper
+    (ventral) side fills slowly as contrast mixes; with ``excess_at`` a collection there makes the
+    upper side as dense as the dependent side from pass 2 on, over 10 slices."""
+    ny = nx = 21
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    dy = np.broadcast_to((yy - 10.0)[None], (nz, ny, nx)).astype(np.float32)
+    dx = np.broadcast_to((xx - 10.0)[None], (nz, ny, nx)).astype(np.float32)
+    rr = np.sqrt(dy ** 2 + dx ** 2)
+    comp = np.where(rr <= 6.0, 1, 3).astype(np.uint8)
+    ventral, left = np.array([-1.0, 0.0]), np.array([0.0, 1.0])
+    from leakloc import anatomy as an
+    sect = an.sector_map(dy, dx, ventral, left)
+    st = np.stack([np.full(nz, 10.0 * k) + 0.05 * np.arange(nz) for k in range(n_pass)])
+    t_it = 12.0 + 0.2 * np.arange(nz)              # the front moves up the spine
+    dep_w = (dy / 6.0).clip(-1, 1)                  # +1 dependent (dorsal, +y), -1 upper
+    passes = []
+    for k in range(n_pass):
+        since = st[k] - t_it
+        mix = np.clip(since / 60.0, 0, 1)[:, None, None]
+        filled = (since > 0)[:, None, None]
+        lay = 1.0 + np.tanh(3.0 * dep_w)             # contrast layers on the dependent side
+        e = np.where(filled & (comp == 1), 400.0 * ((1 - mix) * lay + mix), 0.0)
+        if excess_at is not None and k >= 2:
+            zs = slice(excess_at - 5, excess_at + 5)
+            up = (dep_w < -0.3) & (comp == 1)
+            e[zs] = np.where(up[zs], 400.0, e[zs])
+        passes.append(e.astype(np.float32))
+    peak = np.max(np.stack(passes), axis=0)
+    return dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak,
+                     arrival_s=np.where(peak > 80, 20.0, np.nan).astype(np.float32),
+                     baseline_hu=np.zeros_like(peak), first_pass=np.zeros(peak.shape, np.int16),
+                     lag_s=np.zeros_like(peak), level_coord=np.linspace(8.0, 14.0, nz),
+                     z_mm=2.0 * np.arange(nz), slice_times_s=st, spacing_mm=(1.0, 1.0, 2.0),
+                     t_intrathecal_s=t_it, dy_mm=dy, dx_mm=dx, dependent_yx=np.array([1.0, 0.0]),
+                     enh_passes=passes)
+
+
+def test_upper_side_collection_found_by_its_density():
+    found = dt.upper_collection(_supine_canal(excess_at=50))
+    assert found is not None
+    d, where = found
+    assert d.side == "ventral" and d.kind == "dural_tear"
+    assert abs(d.slice_index - 50) <= 3 and where[45:55].any() and not where[:40].any()
+    assert dt.is_leak(d, [d])
+    # a sac that only mixes slowly has no such excess
+    assert dt.upper_collection(_supine_canal()) is None
+
+
 def test_lateral_contrast_kept_in_the_canal_is_not_a_sleeve_leak():
     c = _cand("T5", "right", para=0.05)
     assert not dt.is_leak(c, [c])
