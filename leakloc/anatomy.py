@@ -83,11 +83,11 @@ from scipy import ndimage, signal  # noqa: E402
 from leakloc import AnalysisError  # noqa: E402
 from leakloc import levels as _lv  # noqa: E402
 
-#: HU above which baseline voxels count as bone (or calcification) for the canal border
 #: how far (mm) the bony canal's centre may lie from the contrast column it was found from
 MAX_RECENTRE_MM = 5.0
 #: fraction of rays meeting bone for a slice's bony ring to count as closed (a vertebra)
 RING_CLOSED = 0.85
+#: HU above which baseline voxels count as bone (or calcification) for the canal border
 BONE_HU = 250.0
 #: enhancement (HU over baseline) that marks intrathecal contrast when finding the sac
 SAC_ENH_HU = 120.0

@@ -141,6 +141,13 @@ def _interval_s(slice_times_s):
     return float(np.median(np.diff(t))) if t.size > 1 else 10.0
 
 
+def _dependent_cos(v: Voxels):
+    """Distance from the canal centre (mm, +1e-3) and cosine of the angle towards the dependent
+    side of every voxel: +1 straight down, -1 straight up."""
+    rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2) + 1e-3
+    return rr, (v.dy_mm * v.dependent_yx[0] + v.dx_mm * v.dependent_yx[1]) / rr
+
+
 def extravasation_mask(v: Voxels):
     """Voxels of contrast outside the sac (epidural or paraspinal) and of opacified veins.
 
@@ -166,8 +173,7 @@ def extravasation_mask(v: Voxels):
     if v.dependent_yx is not None:
         # contrast layers on the dependent side: the sac's upper (non-dependent) part fills late
         # by itself, so inside the canal a late fill up there is not taken as a leak
-        rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2) + 1e-3
-        up = (v.dy_mm * v.dependent_yx[0] + v.dx_mm * v.dependent_yx[1]) / rr < -0.35
+        up = _dependent_cos(v)[1] < -0.35
         sac = v.compartments == _an.SAC
         near = ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
                                        iterations=max(1, int(round(3.0 / min(v.spacing_mm[:2])))))
@@ -308,43 +314,6 @@ def _level_at(v: Voxels, z: float) -> float:
 def _sector_of(sect_codes, weights):
     w = np.bincount(sect_codes.astype(np.int64), weights=weights, minlength=4)
     return int(np.argmax(w)), w / max(w.sum(), 1e-9)
-
-
-def _v_apex(zu, a_z, sz_mm, arm_mm=60.0, min_gap_mm=12.0):
-    """Where a collection's two arms meet across a gap, from their arrival times.
-
-    Parameters
-    ----------
-    zu : ndarray of int, slices of the collection (sorted); a_z : arrival per slice, s
-    sz_mm : slice spacing
-
-    Returns
-    -------
-    (z_apex, t_apex, edge_index) or None when there is no gap with both arms filling away from it
-    """
-    if zu.size < 6:
-        return None
-    gaps = np.diff(zu)
-    k = int(np.argmax(gaps))
-    if gaps[k] * sz_mm < min_gap_mm:
-        return None
-    arm = max(2, int(round(arm_mm / sz_mm)))
-    lo = (zu <= zu[k]) & (zu >= zu[k] - arm)
-    hi = (zu >= zu[k + 1]) & (zu <= zu[k + 1] + arm)
-    if lo.sum() < 3 or hi.sum() < 3:
-        return None
-    # slopes (s per slice) away from the gap; both arms must fill outward from it
-    s_lo = -np.polyfit(zu[lo].astype(float), a_z[lo], 1)[0]
-    s_hi = np.polyfit(zu[hi].astype(float), a_z[hi], 1)[0]
-    if s_lo <= 0.02 or s_hi <= 0.02:
-        return None
-    z_a, t_a = float(zu[k]), float(np.min(a_z[lo & (zu >= zu[k] - 2)]))
-    z_b, t_b = float(zu[k + 1]), float(np.min(a_z[hi & (zu <= zu[k + 1] + 2)]))
-    z_d = (t_b - t_a + s_lo * z_a + s_hi * z_b) / (s_lo + s_hi)
-    z_d = float(np.clip(z_d, z_a, z_b))
-    t_d = t_a - s_lo * (z_d - z_a)
-    edge = k if (z_d - z_a) <= (z_b - z_d) else k + 1
-    return z_d, t_d, edge
 
 
 #: how fast (s per mm) a collection's arrival may grow away from its defect, the V-fit's grid
@@ -568,11 +537,11 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     defect with undiluted CSF contrast, so near the defect the upper side of the canal is much
     denser, relative to the dependent side of the same slice, than a few levels away, and
     sooner than the sac's mixing explains. Timing cannot separate it from the sac there (it
-    fills with it); this ratio can. Per pass (the last excluded: by then the sac is mixed), the
-    ratio of the upper to the dependent side's 75th percentile enhancement is compared with the
+    fills with it); this ratio can. Per pass after the first (in the last one, where the sac
+    is mixed, only a larger excess counts: UPPER_EXCESS_LAST), the ratio of the upper to the dependent side's 75th percentile enhancement is compared with the
     median ratio of the slices where the sac filled as long before (mixing goes on with that
-    time, so the ratio peaks at the injection by itself); the first pass with an excess above
-    UPPER_EXCESS places the defect at its peak.
+    time, so the ratio peaks at the injection by itself); the first pass with enough excess
+    places the defect at its peak.
 
     Returns
     -------
@@ -583,9 +552,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     p_all = len(v.enh_passes)
     if p_all < 3:
         return None
-    dep = v.dependent_yx
-    rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2) + 1e-3
-    cosd = (v.dy_mm * dep[0] + v.dx_mm * dep[1]) / rr
+    rr, cosd = _dependent_cos(v)
     canal = (v.compartments == _an.SAC) | (v.compartments == _an.EPIDURAL)
     top = canal & (cosd < -0.5) & (rr > 2.0)
     bot = canal & (cosd > 0.5) & (rr > 2.0)

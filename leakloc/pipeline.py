@@ -244,7 +244,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     dyx = np.indices(near.shape)
     cz = centre_roi.mean(axis=0)
     near = (dyx[0] - cz[0]) ** 2 * sy ** 2 + (dyx[1] - cz[1]) ** 2 * sx ** 2 < 40.0 ** 2
-    col = ((np.maximum.reduce(rois) - stack_min) > an.SAC_ENH_HU) & near[None]
+    stack_max = np.maximum.reduce(rois)
+    col = ((stack_max - stack_min) > an.SAC_ENH_HU) & near[None]
     # (the column of fluid, not the thin rims where bone edges moved a fraction of a voxel)
     col = ndimage.binary_opening(col, structure=np.ones((1, 3, 3), bool))
     pre = bool(col.any() and float(np.median((rois[0] - stack_min)[col])) < 20.0)
@@ -252,7 +253,6 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     # taken after the injection reached the lumbar sac) the sac near the injection holds
     # contrast in every pass and its minimum is no baseline: fluid whose density changes a lot
     # over time (bone does not) and is dense in every pass was CSF before contrast came
-    stack_max = np.maximum.reduce(rois)
     # ... judged slice by slice: the contrast column of the slice is dense in the first pass
     # (a partial-volume voxel of fluid and bone is dense in every pass too, but it is a rim)
     dense0 = np.zeros(stack_min.shape[0], bool)
