@@ -168,6 +168,10 @@ def coarse_centreline(enh_max, spacing_yx_mm, min_enh_hu=SAC_ENH_HU):
                             "than 3 slices")
     z = np.arange(enh_max.shape[0])
     w = np.where(col, enh_max, 0.0).astype(np.float64)
+    # the densest contrast of each slice (the column), not every voxel of the component that
+    # changed (bone edges of a moved pass, streaks)
+    top = w.reshape(w.shape[0], -1).max(axis=1)
+    w = np.where(w >= 0.5 * top[:, None, None], w, 0.0)
     tot = w.sum(axis=(1, 2))
     yy = np.arange(enh_max.shape[1])[None, :, None]
     xx = np.arange(enh_max.shape[2])[None, None, :]
@@ -175,6 +179,8 @@ def coarse_centreline(enh_max, spacing_yx_mm, min_enh_hu=SAC_ENH_HU):
     cy = np.where(reached, (w * yy).sum(axis=(1, 2)) / np.maximum(tot, 1e-9), np.nan)
     cx = np.where(reached, (w * xx).sum(axis=(1, 2)) / np.maximum(tot, 1e-9), np.nan)
     centre = np.stack([_fill_nan(cy, z), _fill_nan(cx, z)], axis=1)
+    # (a slice whose densest contrast lies away from the column does not swing the centreline)
+    centre = ndimage.median_filter(centre, size=(5, 1), mode="nearest")
     return centre, reached
 
 

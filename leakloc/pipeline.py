@@ -136,7 +136,24 @@ WATER_HU = 10.0
 MOTION_CHECK_MM = 0.1
 #: ... and resampled when the registration finds more than this (mm)
 MOTION_MIN_MM = 0.5
+#: HU below which a voxel is air (outside the body, or outside a moved pass's field)
+AIR_HU = -300.0
+#: mm from the coarse canal centre within which the contrast column is judged
+COLUMN_MM = 40.0
+#: ... after motion (bone rims that moved are contrast-like everywhere but in the canal)
+COLUMN_MOVED_MM = 20.0
+#: HU of baseline bone that a moved pass's enhancement is measured over, within one voxel
+MOTION_BONE_HU = 150.0
 _KEEP_DEBUG = False
+
+
+def _disk(spacing_yx_mm, radius_mm):
+    """Boolean in-plane disk structuring element of ``radius_mm`` (at least 3 x 3)."""
+    ry = max(1, int(round(radius_mm / spacing_yx_mm[0])))
+    rx = max(1, int(round(radius_mm / spacing_yx_mm[1])))
+    yy = np.arange(-ry, ry + 1)[:, None] * spacing_yx_mm[0]
+    xx = np.arange(-rx, rx + 1)[None, :] * spacing_yx_mm[1]
+    return yy ** 2 + xx ** 2 <= radius_mm ** 2 + 1e-6
 
 
 def _say(progress, msg):
@@ -196,7 +213,15 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         mn = sub.copy() if mn is None else np.minimum(mn, sub)
         mx = sub.copy() if mx is None else np.maximum(mx, sub)
     del first, first_sub
-    centre_sub, reached = an.coarse_centreline(mx - mn, (sy * step, sx * step))
+    if any(m is not None for m in motions):
+        # after registration bone edges still move by a fraction of a voxel and the skin or the
+        # field edge by more: a change explained by a neighbour's value (bone next to a rim),
+        # or by air in any pass, is no contrast
+        rise = np.where(mn > AIR_HU, mx - ndimage.maximum_filter(mn, size=(1, 3, 3)), 0.0)
+    else:
+        rise = mx - mn
+    centre_sub, reached = an.coarse_centreline(rise, (sy * step, sx * step))
+    del rise
     del mn, mx
     centre = centre_sub * step
     mrg_y, mrg_x = ROI_MARGIN_MM / sy, ROI_MARGIN_MM / sx
@@ -240,14 +265,18 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     stack_min = np.minimum.reduce(rois)
     # a pre-contrast first pass: nothing in it is denser than the temporal minimum + noise
     # ... judged in the contrast column near the canal centre, away from bone edges
-    near = np.zeros(stack_min.shape[1:], bool)
-    dyx = np.indices(near.shape)
-    cz = centre_roi.mean(axis=0)
-    near = (dyx[0] - cz[0]) ** 2 * sy ** 2 + (dyx[1] - cz[1]) ** 2 * sx ** 2 < 40.0 ** 2
     stack_max = np.maximum.reduce(rois)
-    col = ((stack_max - stack_min) > an.SAC_ENH_HU) & near[None]
-    # (the column of fluid, not the thin rims where bone edges moved a fraction of a voxel)
-    col = ndimage.binary_opening(col, structure=np.ones((1, 3, 3), bool))
+    # ... within COLUMN_MM (COLUMN_MOVED_MM) of the slice's coarse centre, opened by a disk of
+    # radius 1.5 mm (the column of fluid, not thin rims where bone edges moved a fraction of a
+    # voxel)
+    dyx = np.indices(stack_min.shape[1:]).astype(np.float32)
+    near = ((dyx[0][None] - centre_roi[:, 0, None, None]) ** 2 * sy ** 2
+            + (dyx[1][None] - centre_roi[:, 1, None, None]) ** 2 * sx ** 2
+            < (COLUMN_MOVED_MM if moved else COLUMN_MM) ** 2)
+    del dyx
+    col = ((stack_max - stack_min) > an.SAC_ENH_HU) & near
+    del near
+    col = ndimage.binary_opening(col, structure=_disk((sy, sx), 1.5)[None])
     pre = bool(col.any() and float(np.median((rois[0] - stack_min)[col])) < 20.0)
     # the baseline is each voxel's temporal minimum. Without a pre-contrast pass (or with one
     # taken after the injection reached the lumbar sac) the sac near the injection holds
@@ -255,19 +284,40 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     # over time (bone does not) and is dense in every pass was CSF before contrast came
     # ... judged slice by slice: the contrast column of the slice is dense in the first pass
     # (a partial-volume voxel of fluid and bone is dense in every pass too, but it is a rim)
+    # ... a column of at least 40 mm2 (a few voxels are bone rims), half of it dense (contrast
+    # layers on the dependent side), three quarters after motion (the column then holds bone
+    # rims that are dense in every pass); only voxels of (or next to) the column are opaque
+    # fluid, not bone edges elsewhere in the slice
+    q_dense = 25.0 if moved else 50.0
     dense0 = np.zeros(stack_min.shape[0], bool)
+    min_px = max(5.0, 40.0 / (sx * sy))
     for z in range(stack_min.shape[0]):
         cz_ = col[z]
-        if cz_.sum() >= 5:
-            dense0[z] = float(np.median(rois[0][z][cz_])) > 60.0
+        if cz_.sum() >= min_px:
+            dense0[z] = float(np.percentile(rois[0][z][cz_], q_dense)) > 60.0
     opaque = ((stack_max - stack_min) > CHANGING_HU) & (stack_min > 60.0) & dense0[:, None, None]
+    opaque &= ndimage.binary_dilation(col, structure=np.ones((1, 3, 3), bool))
     # where the first pass holds no contrast it is the baseline (one sample: no bias from taking
     # the minimum of several noisy ones); the first pass of an opaque voxel holds contrast
-    first_clear = ((rois[0] - stack_min) < CHANGING_HU / 4) & ~opaque
+    # (after motion, a resampled pass is softer than the sharp first pass at every bone edge:
+    # the first pass is clear where a neighbour's minimum explains it)
+    ref = ndimage.maximum_filter(stack_min, size=3) if moved else stack_min
+    first_clear = ((rois[0] - ref) < CHANGING_HU / 4) & ~opaque
+    del ref
     baseline = np.where(opaque, np.float32(WATER_HU), stack_min)
     baseline = np.where(first_clear, rois[0], baseline).astype(np.float32)
     del first_clear
     del stack_max, opaque
+    if moved:
+        # enhancement over the densest bone within a voxel: what a residual of a fraction of a
+        # voxel (or the partial volume of a 1 mm shift across thick slices) makes of a bone
+        # edge is no contrast. The anatomy keeps the plain baseline (the bony canal's border).
+        bmax = ndimage.maximum_filter(baseline, size=3)
+        base_enh = np.where(bmax > MOTION_BONE_HU, np.maximum(baseline, bmax),
+                            baseline).astype(np.float32)
+        del bmax
+    else:
+        base_enh = baseline
     timings["read_roi"] = time.perf_counter() - t1
 
     # 3. kernels: per-voxel peak and arrival in one streaming pass per phase
@@ -278,13 +328,13 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     peak = np.empty(shape, np.float32)
     arrival = np.empty(shape, np.float32)
     for i in range(n):
-        stream_phase(rois[i], baseline, None, 1, prev, peak, arrival,
+        stream_phase(rois[i], base_enh, None, 1, prev, peak, arrival,
                      None if i == 0 else st[i - 1], st[i], ARRIVAL_HU, first=(i == 0))
     del prev
     # from here on the passes are kept as enhancement over the baseline
     enh = rois
     for i in range(n):
-        np.subtract(enh[i], baseline, out=enh[i])
+        np.subtract(enh[i], base_enh, out=enh[i])
     del rois
     timings["kernels_voxel"] = time.perf_counter() - t2
 
