@@ -444,6 +444,9 @@ def find_candidates(v: Voxels):
         # nor where it was already full in the first pass (at the injection, without a
         # pre-contrast pass): no time course there either
         timed &= t_loc > v.slice_times_s[0][zu] + 0.5
+        # ... nor where the extravasated contrast itself was there in the first pass: either it
+        # was injected before the study began (no time course) or it is not contrast at all
+        timed &= a_z > v.slice_times_s[0][zu] + 0.5
         if not timed.any():
             continue
         zu, a_z, t_loc = zu[timed], a_z[timed], t_loc[timed]
