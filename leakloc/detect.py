@@ -689,6 +689,10 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # ... or a blob that keeps growing from pass to pass (a slow sleeve fills and stops)
         return delayed and ((e["volume_mm3"] >= 500.0 and spreads) or
                             (e["volume_mm3"] >= 1000.0 and e["growth"] >= 5.0))
+    if c.kind == "csf_venous_fistula" and sum(e.get("sector_weights", (0, 0, 1, 1))[2:]) < 0.5:
+        # a fistula drains through the foramen into the veins beside the spine; enhancement
+        # mostly in front of or behind the canal outside it is marrow, a streak or a vessel
+        return False
     if c.kind == "csf_venous_fistula" and not (math.isfinite(c.delay_s) and c.delay_s > -2.0):
         # a fistula drains contrast that reached its level: it opacifies after the sac there
         return False

@@ -37,6 +37,15 @@ def test_small_or_timely_extravasation_is_not_a_leak():
     assert not dt.is_leak(timely, [timely])
 
 
+def test_fistula_drains_beside_the_spine():
+    # sector weights: ventral, dorsal, left, right
+    lateral = _cand("T9", "right", kind="csf_venous_fistula", para=1.0)
+    lateral.evidence["sector_weights"] = [0.1, 0.0, 0.0, 0.9]
+    midline = _cand("L2", "ventral", kind="csf_venous_fistula", para=1.0)
+    midline.evidence["sector_weights"] = [0.9, 0.0, 0.1, 0.0]
+    assert dt.is_leak(lateral, [lateral]) and not dt.is_leak(midline, [midline])
+
+
 def _supine_canal(excess_at=None, nz=80, n_pass=5):
     """Voxels of a straight supine canal (radius 6 mm, 1 mm voxels, 2 mm slices) whose upper
     (ventral) side fills slowly as contrast mixes; with ``excess_at`` a collection there makes the
