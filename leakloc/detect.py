@@ -529,7 +529,7 @@ def find_candidates(v: Voxels):
 
 #: the upper side of the sac this much denser, relative to its dependent side, than the same
 #: side a few levels away: a collection lies there (see :func:`upper_collection`)
-UPPER_EXCESS, UPPER_EXCESS_LAST = 0.15, 0.6
+UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
 
 
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
