@@ -213,7 +213,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         mn = sub.copy() if mn is None else np.minimum(mn, sub)
         mx = sub.copy() if mx is None else np.maximum(mx, sub)
     del first, first_sub
-    if any(m is not None for m in motions):
+    moved = [i for i in range(n) if motions[i] is not None]
+    if moved:
         # after registration bone edges still move by a fraction of a voxel and the skin or the
         # field edge by more: a change explained by a neighbour's value (bone next to a rim),
         # or by air in any pass, is no contrast
@@ -231,7 +232,6 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     x1 = int(min(nx, math.ceil(centre[:, 1].max() + mrg_x) + 1))
     centre_roi = centre - np.array([y0, x0], float)
     warnings = []
-    moved = [i for i in range(n) if motion[i] > 0]
     if moved:
         warnings.append("patient moved between passes: registered " + ", ".join(
             f"pass {i} ({motion[i]:.1f} mm)" for i in moved))
@@ -250,7 +250,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
             # against the sharp first pass)
             v = io.apply_rigid(v, grid.spacing_mm, motions[i], order="bspline")
         v = np.ascontiguousarray(v[:, y0:y1, x0:x1], dtype=np.float32)
-        if i == 0 and any(m is not None for m in motions):
+        if i == 0 and moved:
             first_roi = v
         elif motions[i] is not None:
             # the survey registered on a coarse grid: finish at full resolution around the
@@ -313,8 +313,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         # voxel (or the partial volume of a 1 mm shift across thick slices) makes of a bone
         # edge is no contrast. The anatomy keeps the plain baseline (the bony canal's border).
         bmax = ndimage.maximum_filter(baseline, size=3)
-        base_enh = np.where(bmax > MOTION_BONE_HU, np.maximum(baseline, bmax),
-                            baseline).astype(np.float32)
+        base_enh = np.where(bmax > MOTION_BONE_HU, bmax, baseline).astype(np.float32)
         del bmax
     else:
         base_enh = baseline
