@@ -173,6 +173,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     from leakloc import io
     from leakloc import kinetics as kn
     from leakloc import plan as pl
+    from leakloc import streaks as sk
     from leakloc.kernels import region_stats, stream_phase
 
     timings = {}
@@ -194,6 +195,9 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     first = None
     motion = [0.0] * n
     motions = [None] * n
+    slab_of_slice, n_slabs = sk.slab_layout(nz, sz)
+    block = sk.block_size((sy, sx))
+    slabs = []
     for i in range(n):
         _say(progress, f"survey pass {i + 1}/{n}")
         v = series.phase(i)
@@ -212,6 +216,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
                 sub = np.ascontiguousarray(v[:, ::step, ::step])
         mn = sub.copy() if mn is None else np.minimum(mn, sub)
         mx = sub.copy() if mx is None else np.maximum(mx, sub)
+        slabs.append(sk.slab_means(v, slab_of_slice, n_slabs, block))
     del first, first_sub
     moved = [i for i in range(n) if motions[i] is not None]
     if moved:
@@ -225,6 +230,14 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     del rise
     del mn, mx
     centre = centre_sub * step
+    # streak artefacts of every pass, measured far from the canal
+    _say(progress, "streak artefacts")
+    per_slab = np.maximum(np.bincount(slab_of_slice, minlength=n_slabs), 1)[:, None]
+    centre_slab = np.stack([np.bincount(slab_of_slice, weights=centre[:, k], minlength=n_slabs)
+                            for k in (0, 1)], axis=1) / per_slab
+    streaks = sk.find_streaks(slabs, centre_slab, (sy, sx), block,
+                              motion_mm=max(motion))
+    del slabs
     mrg_y, mrg_x = ROI_MARGIN_MM / sy, ROI_MARGIN_MM / sx
     y0 = int(max(0, math.floor(centre[:, 0].min() - mrg_y)))
     y1 = int(min(ny, math.ceil(centre[:, 0].max() + mrg_y) + 1))
@@ -235,6 +248,10 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     if moved:
         warnings.append("patient moved between passes: registered " + ", ".join(
             f"pass {i} ({motion[i]:.1f} mm)" for i in moved))
+    streaky = [(i, len({q.slab for q in streaks[i]})) for i in range(n) if streaks[i]]
+    if streaky:
+        warnings.append("streak artefacts removed from " + ", ".join(
+            f"pass {i} ({k} of {n_slabs} slabs)" for i, k in streaky))
     timings["survey"] = time.perf_counter() - t0
 
     # 2. the region of interest of every pass, smoothed, kept in memory (a fraction of one pass)
@@ -250,6 +267,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
             # against the sharp first pass)
             v = io.apply_rigid(v, grid.spacing_mm, motions[i], order="bspline")
         v = np.ascontiguousarray(v[:, y0:y1, x0:x1], dtype=np.float32)
+        v = sk.remove(v, streaks[i], slab_of_slice, (y0, x0), (sy, sx))
         if i == 0 and moved:
             first_roi = v
         elif motions[i] is not None:

@@ -99,3 +99,22 @@ def label_regions(compartments, sectors, slice_level, n_levels, n_sectors=4, n_c
     lev = slice_level.astype(np.int64)[:, None, None]
     reg = (lev * n_compartments + compartments.astype(np.int64) - 1) * n_sectors + sectors
     return np.where((compartments == 0) | (lev < 0), -1, reg).astype(np.int32)
+
+
+def line_sums(image, mask, angles_rad, origin_mm, step_mm, rho_min_mm, rho_step_mm, n_rho):
+    """``leakloc.kernels.line_sums`` one angle at a time with ``np.add.at``."""
+    n_s, n_y, n_x = image.shape
+    y = origin_mm[0] + np.arange(n_y) * step_mm[0]
+    x = origin_mm[1] + np.arange(n_x) * step_mm[1]
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    sums = np.zeros((n_s, len(angles_rad), n_rho))
+    counts = np.zeros_like(sums)
+    for s in range(n_s):
+        m = mask[s] != 0
+        for a, th in enumerate(angles_rad):
+            r = np.floor((xx[m] * np.cos(th) + yy[m] * np.sin(th) - rho_min_mm) / rho_step_mm
+                         + 0.5).astype(np.int64)
+            ok = (r >= 0) & (r < n_rho)
+            np.add.at(sums[s, a], r[ok], image[s][m][ok].astype(np.float64))
+            np.add.at(counts[s, a], r[ok], 1.0)
+    return sums, counts

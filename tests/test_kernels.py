@@ -408,3 +408,47 @@ def test_zero_slices_and_zero_regions():
                        arr, None, np.array([1.0, 2.0]), THR, first=True)
     assert s.count.shape == (0,) and s.hist.shape == (0, 400)
     np.testing.assert_array_equal(arr[:, 0, 0], [1.0, 2.0])
+
+
+# --------------------------------------------------------------------------------------------
+# line_sums
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed, step", [(0, (1.0, 1.0)), (1, (0.7, 1.3))])
+def test_line_sums_matches_naive_random(seed, step):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0, 30, (3, 17, 23)).astype(np.float32)
+    mask = (rng.random(img.shape) < 0.6).astype(np.uint8)
+    ang = np.deg2rad(np.arange(0.0, 180.0, 7.5))
+    args = (ang, (0.3, -1.2), step, -30.0, 1.0, 61)
+    got = K.line_sums(img, mask, *args)
+    want = naive.line_sums(img, mask, *args)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(got[1], want[1])
+    # every masked pixel lands in exactly one bin of every angle (the range covers the image)
+    np.testing.assert_array_equal(got[1].sum(axis=2), mask.sum(axis=(1, 2))[:, None]
+                                  * np.ones(len(ang)))
+
+
+def test_line_sums_edge_cases():
+    img = np.zeros((2, 4, 4), np.float32)
+    img[:, 1, :] = 5.0                       # a horizontal line y = 1 mm
+    mask = np.ones(img.shape, np.uint8)
+    mask[1] = 0                              # an empty slab
+    ang = np.array([0.0, np.pi / 2])
+    s, c = K.line_sums(img, mask, ang, (0.0, 0.0), (1.0, 1.0), 0.0, 1.0, 3)
+    # angle 90 deg: rho = y; bin 1 holds the 4 pixels of the line, bin 3 (y = 3) falls outside
+    np.testing.assert_array_equal(s[0, 1], [0.0, 20.0, 0.0])
+    np.testing.assert_array_equal(c[0, 1], [4.0, 4.0, 4.0])
+    np.testing.assert_array_equal(s[1], 0.0)
+    np.testing.assert_array_equal(c[1], 0.0)
+    # angle 0: rho = x; every column holds one pixel of the line
+    np.testing.assert_array_equal(s[0, 0], [5.0, 5.0, 5.0])
+    with pytest.raises(TypeError, match="image must have dtype float32"):
+        K.line_sums(img.astype(np.float64), mask, ang, (0, 0), (1, 1), 0.0, 1.0, 3)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        K.line_sums(img, mask[:, :2], ang, (0, 0), (1, 1), 0.0, 1.0, 3)
+    with pytest.raises(ValueError, match="rho_step_mm must be finite"):
+        K.line_sums(img, mask, ang, (0, 0), (1, 1), 0.0, 0.0, 3)
+    with pytest.raises(ValueError, match="n_rho must be >= 1"):
+        K.line_sums(img, mask, ang, (0, 0), (1, 1), 0.0, 1.0, 0)

@@ -9,10 +9,12 @@ RegionStats : their result (count, mean, max, n_above, pct, sum, hist; ``combine
 percentile_from_hist : the histogram percentile rule on its own
 threshold_arrival : first threshold crossing of small (N, P) curves, interpolated between phases
 label_regions : region id per voxel from compartments, sectors and slice levels
+line_sums : sums of masked pixels along straight lines of every angle and offset (streaks)
 """
 from leakloc.kernels.arrival import threshold_arrival
 from leakloc.kernels.labels import label_regions
+from leakloc.kernels.lines import line_sums
 from leakloc.kernels.stats import RegionStats, percentile_from_hist, region_stats, stream_phase
 
 __all__ = ["stream_phase", "region_stats", "RegionStats", "percentile_from_hist",
-           "threshold_arrival", "label_regions"]
+           "threshold_arrival", "label_regions", "line_sums"]
