@@ -35,6 +35,9 @@ PIXEL_MM = 1.0
 #: contrast never goes farther than this from the canal centre (the paraspinal shell reaches
 #: 25 mm beyond a canal of about 10 mm radius), mm
 FAR_MM = 40.0
+#: ... and lines are measured no farther than this from it (a streak that matters crosses the
+#: canal; the rest of its length adds time, not evidence), mm
+OUTER_MM = 100.0
 #: differences are clipped to this before they are averaged along a line, HU
 CLIP_HU = 100.0
 #: a pixel whose slab mean changes more than this over the passes holds contrast (or moving
@@ -56,7 +59,7 @@ THIN_MM = 4.0
 THIN_FRACTION = 0.4
 #: half-width of the profile subtracted across a streak, mm
 HALF_WIDTH_MM = 3.0
-#: angular step of the line search, degrees
+#: angular step of the line search, degrees; each line found is then refined to a third of it
 ANGLE_STEP_DEG = 1.0
 #: at most this many streaks per slab and pass
 MAX_LINES = 8
@@ -118,12 +121,15 @@ def slab_means(volume, slab_of_slice, n_slabs, block_yx) -> np.ndarray:
     by, bx = block_yx
     nz, ny, nx = volume.shape
     yb, xb = ny // by, nx // bx
-    starts = np.searchsorted(slab_of_slice, np.arange(n_slabs))
-    counts = np.diff(np.append(starts, nz)).astype(np.float64)
-    v = volume[:, :yb * by, :xb * bx]
-    s = np.add.reduceat(v, starts, axis=0, dtype=np.float64)
-    s = s.reshape(n_slabs, yb, by, xb, bx).sum(axis=(2, 4))
-    return (s / (counts[:, None, None] * by * bx)).astype(np.float32)
+    counts = np.bincount(slab_of_slice, minlength=n_slabs).astype(np.float64)
+    # along z first (whole slices: a plain add per slice, far faster than np.add.reduceat), then
+    # the blocks of the few slab sums
+    s = np.zeros((n_slabs, yb * by, xb * bx), np.float32)
+    for z in range(nz):
+        np.add(s[slab_of_slice[z]], volume[z, :yb * by, :xb * bx], out=s[slab_of_slice[z]])
+    if by * bx > 1:
+        s = s.reshape(n_slabs, yb, by, xb, bx).sum(axis=(2, 4), dtype=np.float32)
+    return s / np.float32(by * bx) / counts[:, None, None].astype(np.float32)
 
 
 def _grid(block_yx, spacing_yx_mm):
@@ -168,8 +174,10 @@ def find_streaks(slabs, centre_yx, spacing_yx_mm, block_yx, motion_mm: float = 0
     xx = origin[1] + np.arange(xb) * step[1]
     cy = centre_yx[:, 0] * sy
     cx = centre_yx[:, 1] * sx
-    far = ((yy[None, :, None] - cy[:, None, None]) ** 2
-           + (xx[None, None, :] - cx[:, None, None]) ** 2) > FAR_MM ** 2
+    r2 = ((yy[None, :, None] - cy[:, None, None]) ** 2
+          + (xx[None, None, :] - cx[:, None, None]) ** 2)
+    far = (r2 > FAR_MM ** 2) & (r2 <= OUTER_MM ** 2)
+    del r2
     quiet = (np.ptp(stack, axis=0) < CONTRAST_RANGE_HU) & (ref > -1000.0)
     edge_mm = EDGE_MM + float(motion_mm)
     ey, ex = (2 * max(1, int(round(edge_mm / st))) + 1 for st in step)
@@ -201,12 +209,12 @@ def find_streaks(slabs, centre_yx, spacing_yx_mm, block_yx, motion_mm: float = 0
             m = np.where(counts >= min_count, sums / counts, np.nan)
         for s in range(n_s):
             out[p].extend(_lines_of_slab(m[s], diff[s], mask[s], yy, xx, p, s, angles, rho,
-                                         w_thin, w_half, d_ang, min_count))
+                                         w_thin, w_half, d_ang, min_count, (cy[s], cx[s])))
     return out
 
 
 def _lines_of_slab(m, diff, mask, yy, xx, p, s, angles, rho, w_thin, w_half, d_ang,
-                   min_count):
+                   min_count, pivot_yx):
     """Thin lines of one slab and pass.
 
     ``m`` (A, R) are the means of every line of ``diff`` (Yb, Xb) over ``mask``; its local maxima
@@ -231,14 +239,21 @@ def _lines_of_slab(m, diff, mask, yy, xx, p, s, angles, rho, w_thin, w_half, d_a
     step = float(rho[1] - rho[0])
     n_bins = 2 * w_thin + 1
     cands = []
+    py, px = pivot_yx
+    d_fine = np.deg2rad(ANGLE_STEP_DEG / 3.0)
     for ia, ir in peaks[order]:
-        th, r0 = angles[ia], rho[ir]
-        d = (xs * np.cos(th) + ys * np.sin(th) - r0) / step
-        k = np.floor(d + 0.5).astype(np.int64)
-        sel = np.flatnonzero(np.abs(k) <= w_thin)
-        cnt = np.bincount(k[sel] + w_thin, minlength=n_bins)
-        if cnt[w_thin] >= min_count:
-            cands.append((th, r0, sel, k[sel] + w_thin, d[sel] * step, cnt))
+        th0, r00 = angles[ia], rho[ir]
+        # the same line turned by a third of a step either way about its point nearest the
+        # canal centre
+        off = r00 - (px * np.cos(th0) + py * np.sin(th0))
+        for th in (th0 - d_fine, th0, th0 + d_fine):
+            r0 = px * np.cos(th) + py * np.sin(th) + off
+            d = (xs * np.cos(th) + ys * np.sin(th) - r0) / step
+            k = np.floor(d + 0.5).astype(np.int64)
+            sel = np.flatnonzero(np.abs(k) <= w_thin)
+            cnt = np.bincount(k[sel] + w_thin, minlength=n_bins)
+            if cnt[w_thin] >= min_count:
+                cands.append((th, r0, sel, k[sel] + w_thin, d[sel] * step, cnt))
     lines = []
     # matching pursuit: the candidate strongest on what the accepted lines leave, one at a time
     # (a line near a strong streak at a slightly different angle shares part of its pixels and
