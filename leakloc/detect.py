@@ -541,8 +541,8 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     denser, relative to the dependent side of the same slice, than a few levels away, and
     sooner than the sac's mixing explains. Timing cannot separate it from the sac there (it
     fills with it); this ratio can. Per pass after the first (in the last one, where the sac
-    is mixed, only a larger excess counts: UPPER_EXCESS_LAST), the ratio of the upper to the dependent side's 75th percentile enhancement is compared with the
-    median ratio of the slices where the sac filled as long before (mixing goes on with that
+    is mixed, only a larger excess counts: UPPER_EXCESS_LAST), the ratio of the upper to the
+    dependent side's 75th percentile enhancement is compared with the median ratio of the slices where the sac filled as long before (mixing goes on with that
     time, so the ratio peaks at the injection by itself); the first pass with enough excess
     places the defect at its peak.
 

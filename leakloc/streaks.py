@@ -80,6 +80,11 @@ class Streak:
     rho_mm: np.ndarray
     hu: np.ndarray
 
+    def hu_at(self, x_mm, y_mm) -> np.ndarray:
+        """The streak's value (HU) at points ``x_mm``, ``y_mm`` (broadcast), 0 beyond its profile."""
+        r = x_mm * np.cos(self.angle_rad) + y_mm * np.sin(self.angle_rad)
+        return np.interp(r, self.rho_mm, self.hu, left=0.0, right=0.0)
+
     @property
     def peak_hu(self) -> float:
         """The profile's largest deviation (signed), HU."""
@@ -218,9 +223,7 @@ def _lines_of_slab(m, diff, mask, yy, xx, p, s, angles, rho, w_thin, w_half, d_a
     """Thin lines of one slab and pass.
 
     ``m`` (A, R) are the means of every line of ``diff`` (Yb, Xb) over ``mask``; its local maxima
-    are candidates, strongest first. Each is measured again on what the lines accepted so far
-    leave of ``diff`` (a line near a strong streak at a slightly different angle shares part of
-    its pixels, and would otherwise count as a streak of its own).
+    are the candidates.
     """
     ok = np.isfinite(m)
     if ok.sum() < 20:
@@ -253,14 +256,14 @@ def _lines_of_slab(m, diff, mask, yy, xx, p, s, angles, rho, w_thin, w_half, d_a
             sel = np.flatnonzero(np.abs(k) <= w_thin)
             cnt = np.bincount(k[sel] + w_thin, minlength=n_bins)
             if cnt[w_thin] >= min_count:
-                cands.append((th, r0, sel, k[sel] + w_thin, d[sel] * step, cnt))
+                cands.append((th, r0, sel, k[sel] + w_thin, cnt))
     lines = []
     # matching pursuit: the candidate strongest on what the accepted lines leave, one at a time
     # (a line near a strong streak at a slightly different angle shares part of its pixels and
     # would otherwise count as a streak of its own)
     while cands and len(lines) < MAX_LINES:
         best, best_prof = None, None
-        for c, (th, r0, sel, kb, dmm, cnt) in enumerate(cands):
+        for c, (th, r0, sel, kb, cnt) in enumerate(cands):
             tot = np.bincount(kb, weights=res[sel], minlength=n_bins)
             with np.errstate(invalid="ignore", divide="ignore"):
                 prof = np.where(cnt >= min_count, tot / np.maximum(cnt, 1), np.nan)
@@ -275,15 +278,14 @@ def _lines_of_slab(m, diff, mask, yy, xx, p, s, angles, rho, w_thin, w_half, d_a
                 best, best_prof = c, prof
         if best is None:
             break
-        th, r0, sel, kb, dmm, cnt = cands.pop(best)
+        th, r0, sel, kb, cnt = cands.pop(best)
         peak = best_prof[w_thin]
         hu = np.nan_to_num(best_prof[w_thin - w_half:w_thin + w_half + 1])
         hu = np.where(np.sign(hu) == np.sign(peak), hu, 0.0)
         q = Streak(pass_index=p, slab=s, angle_rad=float(th),
                    rho_mm=r0 + step * np.arange(-w_half, w_half + 1), hu=hu.astype(np.float64))
         lines.append(q)
-        d_all = xs * np.cos(th) + ys * np.sin(th) - r0
-        res -= np.interp(d_all, q.rho_mm - r0, q.hu, left=0.0, right=0.0)
+        res -= q.hu_at(xs, ys)
     return lines
 
 
@@ -316,8 +318,7 @@ def remove(volume, streaks, slab_of_slice, offset_yx, spacing_yx_mm) -> np.ndarr
     for s, qs in by_slab.items():
         corr = np.zeros((ny, nx), np.float64)
         for q in qs:
-            r = x_mm[None, :] * np.cos(q.angle_rad) + y_mm[:, None] * np.sin(q.angle_rad)
-            corr += np.interp(r, q.rho_mm, q.hu, left=0.0, right=0.0)
+            corr += q.hu_at(x_mm[None, :], y_mm[:, None])
         zs = np.flatnonzero(slab_of_slice == s)
         out[zs] -= corr.astype(np.float32)[None]
     return out
