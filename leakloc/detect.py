@@ -463,6 +463,16 @@ def find_candidates(v: Voxels):
             _sector_of(sec_c[use], np.ones(int(use.sum())))[0] in (_an.VENTRAL, _an.DORSAL)
         apex = _v_fit(zu, a_z, t_loc, sz) if collection else None
         if apex is not None:
+            # the fit puts the defect later than contrast already seen inside the collection,
+            # arriving later on both sides of it: the arrival is no V (a dip where the
+            # collection began, flat where it filled in one pass); the dip places the defect
+            tol_v = max(AHEAD_S, 0.5 * interval_s)
+            i_min = int(np.argmin(a_z))
+            n_side = max(2, int(round(10.0 / sz)))   # the dip is seen with 10 mm either side
+            if apex[1] > a_z[i_min] + tol_v and n_side <= i_min < a_z.size - n_side and \
+                    a_z[:i_min].max() > a_z[i_min] + tol_v and a_z[i_min + 1:].max() > a_z[i_min] + tol_v:
+                apex = None
+        if apex is not None:
             # the collection is seen on both sides of the defect but not at it (there it filled
             # with the sac): the defect is where its two arms' arrival times meet
             z_apex, t_apex, edge = apex
