@@ -71,6 +71,9 @@ AHEAD_S = 3.0
 SPILL_FRACTION = 0.25
 #: a ventral or dorsal collection seen over at least this length (mm) is placed by its V-fit
 V_FIT_MIN_MM = 20.0
+#: how far beyond the seen ends of a collection its defect may lie (it filled with the sac
+#: there), mm
+V_EXTEND_MM = 20.0
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
@@ -321,7 +324,7 @@ _V_SLOPES_S_MM = np.array([0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4
                            1.0, 1.5])
 
 
-def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0):
+def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     """Where a collection's defect is, from the arrival of its contrast along the spine.
 
     A collection fills from its defect outward, so its arrival along the spine is a V (one arm
@@ -335,6 +338,10 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0):
     ----------
     zu : ndarray of int, slices with collection contrast (sorted); a_z : arrival per slice, s
     t_loc : ndarray, local intrathecal arrival at those slices, s; sz_mm : slice spacing, mm
+    t_it_all : ndarray (Z,), local intrathecal arrival of every slice, s (NaN = never), or None;
+        with it the apex may lie up to ``ext_slices`` beyond the collection's ends, where the
+        collection filled with the sac and cannot be seen (near its defect): there the apex
+        time meets the local intrathecal arrival
 
     Returns
     -------
@@ -343,7 +350,19 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0):
     if zu.size < 5:
         return None
     z = zu.astype(float)
-    z0 = np.arange(zu.min(), zu.max() + 1, dtype=float)
+    if t_it_all is None or ext_slices <= 0:
+        z0 = np.arange(zu.min(), zu.max() + 1, dtype=float)
+        t_at = np.interp(z0, z, t_loc)
+    else:
+        lo = max(0, int(zu.min()) - ext_slices)
+        hi = min(t_it_all.size - 1, int(zu.max()) + ext_slices)
+        z0 = np.arange(lo, hi + 1, dtype=float)
+        t_at = np.interp(z0, z, t_loc)
+        out = (z0 < zu.min()) | (z0 > zu.max())
+        t_out = t_it_all[lo:hi + 1].astype(float)
+        t_at = np.where(out, t_out, t_at)
+        keep = np.isfinite(t_at)
+        z0, t_at = z0[keep], t_at[keep]
     s = _V_SLOPES_S_MM * sz_mm                                      # s per slice
     dl = np.maximum(z0[:, None] - z[None, :], 0.0)                  # (Z0, N)
     dr = np.maximum(z[None, :] - z0[:, None], 0.0)
@@ -353,7 +372,6 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0):
     resid = a_z[None, None, :] - shape                              # (Z0, S, N)
     t0 = np.median(resid, axis=2)
     cost = np.abs(resid - t0[..., None]).sum(axis=2)
-    t_at = np.interp(z0, z, t_loc)
     cost = cost + w_onset * np.abs(t0 - t_at[:, None])
     i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
     z_apex, t_apex = float(z0[i]), float(t0[i, j])
@@ -461,7 +479,8 @@ def find_candidates(v: Voxels):
                 onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: cost[i])
         collection = frac_para < 0.5 and zu.size * sz >= V_FIT_MIN_MM and \
             _sector_of(sec_c[use], np.ones(int(use.sum())))[0] in (_an.VENTRAL, _an.DORSAL)
-        apex = _v_fit(zu, a_z, t_loc, sz) if collection else None
+        apex = _v_fit(zu, a_z, t_loc, sz, t_it_all=v.t_intrathecal_s,
+                      ext_slices=int(round(V_EXTEND_MM / sz))) if collection else None
         if apex is not None:
             # the fit puts the defect later than contrast already seen inside the collection,
             # arriving later on both sides of it: the arrival is no V (a dip where the
