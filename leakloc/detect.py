@@ -379,6 +379,45 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     return z_apex, t_apex, edge
 
 
+#: how fast (per mm) a draining vein's log density may fall away from its fistula
+_DENSITY_SLOPES_MM = np.array([0.0, 0.002, 0.004, 0.007, 0.01, 0.015, 0.025, 0.04])
+
+
+def _density_apex(zz, peak_hu, sz_mm):
+    """Where a draining vein is densest along the spine: its fistula.
+
+    Contrast enters the vein at the fistula and is diluted as it drains away, so the vein's
+    density along the spine peaks there and falls off both ways (one way when the vein drains
+    one way). Its log density per slice is fitted, by least absolute deviations, with a
+    symmetric fall-off from an apex; a flat vein has no apex.
+
+    Parameters
+    ----------
+    zz : ndarray of int, slice of every voxel of the vein; peak_hu : ndarray, their peak
+        enhancement, HU; sz_mm : slice spacing, mm
+
+    Returns
+    -------
+    float, slice of the apex, or None
+    """
+    order = np.argsort(zz, kind="stable")
+    zs, start = np.unique(zz[order], return_index=True)
+    if zs.size < 5:
+        return None
+    groups = np.split(peak_hu[order].astype(float), start[1:])
+    y = np.log(np.clip([np.percentile(g, 75) for g in groups], 1.0, None))
+    z = zs.astype(float)
+    z0 = np.arange(zs.min(), zs.max() + 1, dtype=float)
+    s = _DENSITY_SLOPES_MM * sz_mm                                  # per slice
+    resid = y[None, None, :] + s[None, :, None] * np.abs(z[None, :] - z0[:, None])[:, None, :]
+    c0 = np.median(resid, axis=2)
+    cost = np.abs(resid - c0[..., None]).sum(axis=2)
+    i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    if j == 0:
+        return None
+    return float(z0[i])
+
+
 def find_candidates(v: Voxels):
     """Candidate defects, one or more per connected extravasation, each with its evidence.
 
@@ -496,6 +535,16 @@ def find_candidates(v: Voxels):
             # with the sac): the defect is where its two arms' arrival times meet
             z_apex, t_apex, edge = apex
             onsets_idx = [edge]
+        # a vein holds venous densities; contrast that left through a sleeve is CSF-dense
+        venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)) \
+            and float(np.percentile(pk, 95)) < CSF_DENSE_HU
+        # a draining vein seen along the spine is placed by its density (it fills within a pass,
+        # so its arrival is flat along it)
+        z_dens = _density_apex(zz[fin], pk[fin], sz) if venous_like and span_levels >= 1.5 else None
+        if z_dens is not None:
+            # the density apex first; the timing's own onsets stay as alternatives (the apex
+            # of a vein blurred by motion or streaks can be off)
+            onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))] + list(onsets_idx)
         for rank, oi in enumerate(onsets_idx):
             onset = float(a_z[oi])
             onset_cost = float(cost[oi])
@@ -510,6 +559,12 @@ def find_candidates(v: Voxels):
             z_c = float(np.average(zz[early], weights=w))
             if apex is not None and rank == 0:
                 z_c, onset = float(z_apex), float(min(onset, t_apex))
+            if z_dens is not None and rank == 0:
+                win = fin & (np.abs(zz - z_dens) <= max(2, int(round(12.0 / sz))))
+                onset = float(np.percentile(arr[win], 10))
+                early = win & (arr <= np.min(arr[win]) + tol)
+                w = np.clip(pk[early], 1.0, None)
+                z_c = z_dens
             y_c = float(np.average(yy[early], weights=w))
             x_c = float(np.average(xx[early], weights=w))
             # the side: where the bulk of the contrast near the onset lies (its first voxels
@@ -522,9 +577,6 @@ def find_candidates(v: Voxels):
             zi = int(round(z_c))
             t_it = float(v.t_intrathecal_s[zi]) if np.isfinite(v.t_intrathecal_s[zi]) else float("nan")
             delay = onset - t_it if math.isfinite(t_it) else float("nan")
-            # a vein holds venous densities; contrast that left through a sleeve is CSF-dense
-            venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)) \
-                and float(np.percentile(pk, 95)) < CSF_DENSE_HU
             side = SIDES[sector]
             if venous_like:
                 kind = "csf_venous_fistula"
@@ -739,6 +791,10 @@ def score(c: Defect) -> float:
     e = c.evidence
     iv = max(e["interval_s"], 1.0)
     d = c.delay_s if math.isfinite(c.delay_s) else 2.0 * iv
+    if c.kind == "csf_venous_fistula" and d > 0:
+        # a fistula's vein opacifies some time after the sac there (the drainage takes its
+        # time): up to one interval of delay is no evidence against it
+        d = max(0.0, d - iv)
     s = (1.0 * math.log10(max(e["volume_mm3"], 1.0))
          - 0.8 * min(abs(d) / iv, 3.0)
          + 0.4 * min(e["span_levels"], 4.0) / 4.0
