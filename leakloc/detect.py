@@ -76,6 +76,8 @@ V_FIT_MIN_MM = 20.0
 V_EXTEND_MM = 20.0
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
+#: an epidural collection in front of the sac this large is a leak whatever its timing, mm^3
+COLLECTION_MM3 = 500.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 
@@ -777,6 +779,10 @@ def is_leak(c: Defect, candidates=()) -> bool:
     if c.kind == "csf_venous_fistula" and not (math.isfinite(c.delay_s) and c.delay_s > -2.0):
         # a fistula drains contrast that reached its level: it opacifies after the sac there
         return False
+    if c.kind == "dural_tear" and c.side == "ventral" and e["frac_paraspinal"] < 0.3 and \
+            e["volume_mm3"] >= COLLECTION_MM3:
+        # a large collection inside the canal in front of the sac, not filling with it
+        return True
     if c.kind == "dural_tear" and c.side == "dorsal":
         # dorsal tears are rare (ventral 96 %): they need a collection that is both late and long
         return delayed and spreads and e["volume_mm3"] >= 300.0
@@ -802,6 +808,10 @@ def score(c: Defect) -> float:
          - 0.8 * e["onset_rank_in_component"])
     # priors from surgery: ventral 77 %, lateral 19 %, foraminal 4 %; dorsal tears are rare;
     # type 1 leaks (with an epidural collection) are the commonest
+    if c.kind == "dural_tear" and c.side == "ventral" and e["frac_paraspinal"] < 0.3 and \
+            e["volume_mm3"] >= COLLECTION_MM3:
+        # a large collection inside the canal in front of the sac, not filling with it
+        return True
     if c.kind == "dural_tear" and c.side == "dorsal":
         s -= 1.0
     if c.kind == "csf_venous_fistula":
