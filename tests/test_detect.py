@@ -108,6 +108,58 @@ def test_rank_prefers_the_stronger_defect():
     assert defects[0].level == "T7-T8"
 
 
+def test_large_ventral_collection_in_the_canal_is_a_leak_whatever_its_timing():
+    big = _cand("T3", "ventral", kind="dural_tear", delay=0.5, span=0.4, growth=1.0, para=0.0,
+                volume=dt.COLLECTION_MM3 + 100.0)
+    behind = _cand("T3", "dorsal", kind="dural_tear", delay=0.5, span=0.4, growth=1.0, para=0.0,
+                   volume=dt.COLLECTION_MM3 + 100.0)
+    outside = _cand("T3", "ventral", kind="dural_tear", delay=0.5, span=0.4, growth=1.0, para=0.8,
+                    volume=dt.COLLECTION_MM3 + 100.0)
+    assert dt.is_leak(big, [big])
+    assert not dt.is_leak(behind, [behind]) and not dt.is_leak(outside, [outside])
+
+
+def test_fistula_delay_of_one_interval_costs_nothing():
+    a = _cand("T9", "right", kind="csf_venous_fistula", delay=0.0, para=1.0)
+    b = _cand("T9", "right", kind="csf_venous_fistula", delay=9.0, para=1.0)   # interval 10 s
+    c = _cand("T9", "right", kind="csf_venous_fistula", delay=25.0, para=1.0)
+    assert dt.score(a) == pytest.approx(dt.score(b)) and dt.score(c) < dt.score(b)
+
+
+def _vein(apex, n=120, fall_mm=180.0, sz=2.0, per_slice=20, seed=0):
+    """Voxels of a draining vein along slices 0..n-1, densest at slice ``apex``."""
+    rng = np.random.default_rng(seed)
+    zz = np.repeat(np.arange(n), per_slice)
+    pk = 110.0 * np.exp(-np.abs(zz - apex) * sz / fall_mm) + rng.normal(0.0, 12.0, zz.size)
+    return zz, pk
+
+
+@pytest.mark.parametrize("apex", [30, 61, 100, 119])
+def test_density_apex_of_a_draining_vein(apex):
+    zz, pk = _vein(apex)
+    assert dt._density_apex(zz, pk, 2.0) == pytest.approx(apex, abs=4)
+
+
+def test_flat_vein_has_no_density_apex():
+    zz = np.repeat(np.arange(60), 20)
+    pk = np.full(zz.size, 100.0)
+    assert dt._density_apex(zz, pk, 2.0) is None
+    assert dt._density_apex(zz[:60], pk[:60], 2.0) is None   # three slices: too few
+
+
+def test_v_fit_apex_beyond_the_seen_collection():
+    # a collection seen from slice 20 to 60, arriving 0.1 s/mm later away from its defect at
+    # slice 10, where it filled with the sac (front at 1 s per slice, reaching slice 10 at 30 s)
+    sz = 2.0
+    zu = np.arange(20, 61)
+    a_z = 30.0 + 0.1 * sz * (zu - 10)
+    t_it = 20.0 + 1.0 * np.arange(100.0)
+    inside = dt._v_fit(zu, a_z, t_it[zu], sz)
+    beyond = dt._v_fit(zu, a_z, t_it[zu], sz, t_it_all=t_it, ext_slices=15)
+    assert inside[0] == 20.0
+    assert beyond[0] == pytest.approx(10.0, abs=1.0) and beyond[1] == pytest.approx(30.0, abs=1.0)
+
+
 def test_static_reading():
     pct = np.full((49, 4), 10.0)
     pct[27, 0] = 400.0
