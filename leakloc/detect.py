@@ -78,8 +78,6 @@ V_EXTEND_MM = 20.0
 MIN_VOLUME_MM3 = 12.0
 #: an epidural collection in front of the sac this large is a leak whatever its timing, mm^3
 COLLECTION_MM3 = 500.0
-#: smallest upper-side collection (:func:`upper_collection`) that counts as a leak, mm^3
-UPPER_MIN_MM3 = 40.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 
@@ -615,16 +613,13 @@ def find_candidates(v: Voxels):
 #: the upper side of the sac this much denser, relative to its dependent side, than the same
 #: side a few levels away: a collection lies there (see :func:`upper_collection`)
 UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
-#: ... on the dorsal side (a prone patient) a larger excess, and only down to L1 (coordinate)
-UPPER_EXCESS_DORSAL, UPPER_DORSAL_MAX_LEVEL = 0.5, _lv.coord_of("L1")
 
 
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     """A collection on the upper (non-dependent) side of the sac, from its density.
 
     Contrast layers: the sac's upper side fills late and thin, slowly along the spine as the
-    contrast mixes. A collection there (a ventral tear in a supine patient, a dorsal one in a
-    prone patient: UPPER_EXCESS_DORSAL, UPPER_DORSAL_MAX_LEVEL) fills from its
+    contrast mixes. A collection there (a ventral tear in a supine patient) fills from its
     defect with undiluted CSF contrast, so near the defect the upper side of the canal is much
     denser, relative to the dependent side of the same slice, than a few levels away, and
     sooner than the sac's mixing explains. Timing cannot separate it from the sac there (it
@@ -689,17 +684,12 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         zz, yy, xx = np.nonzero(where)
         sector, sect_w = _sector_of(v.sectors[zz, yy, xx], np.ones(zz.size))
         side = SIDES[sector]
-        lc = _level_at(v, float(zc))
-        if side == "dorsal":
-            # a prone patient: a dorsal tear is rare, and the sac's dorsal side pools contrast by
-            # itself where the spine curves (the lumbosacral sac); only a large excess in the
-            # thoracic or cervical spine, before the last pass, is a collection
-            if not (excess[zc] >= UPPER_EXCESS_DORSAL and k < p_all - 1 and
-                    math.isfinite(lc) and lc <= UPPER_DORSAL_MAX_LEVEL):
-                continue
-        elif side != "ventral":
-            # a decubitus patient: the upper side is lateral (root sleeves fill late there)
+        if side != "ventral":
+            # a decubitus patient (the upper side is lateral), or a prone one: a dorsal tear is
+            # rare, and the sac's dorsal side pools contrast over the kyphosis by itself; the
+            # timing of the collection (find_candidates) still finds dorsal tears
             return None
+        lc = _level_at(v, float(zc))
         t_it = float(v.t_intrathecal_s[zc]) if np.isfinite(v.t_intrathecal_s[zc]) else float("nan")
         t_prev, t_here = float(v.slice_times_s[k - 1][zc]), float(v.slice_times_s[k][zc])
         onset = max(t_prev, t_it) if math.isfinite(t_it) else 0.5 * (t_prev + t_here)
@@ -758,9 +748,8 @@ def is_leak(c: Defect, candidates=()) -> bool:
     """
     e = c.evidence
     if "upper_excess" in e:
-        # a collection on the sac's upper side, found by its density (upper_collection): the
-        # excess is the evidence; in the pass it is first seen it may be a small one
-        return e["volume_mm3"] >= UPPER_MIN_MM3
+        # a collection on the sac's upper side, found by its density (upper_collection)
+        return e["volume_mm3"] >= MIN_LEAK_MM3
     iv = max(e["interval_s"], 1.0)
     delayed = math.isfinite(c.delay_s) and abs(c.delay_s) > 0.35 * iv
     spreads = e["span_levels"] >= 1.5
