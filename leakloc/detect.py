@@ -808,10 +808,6 @@ def score(c: Defect) -> float:
          - 0.8 * e["onset_rank_in_component"])
     # priors from surgery: ventral 77 %, lateral 19 %, foraminal 4 %; dorsal tears are rare;
     # type 1 leaks (with an epidural collection) are the commonest
-    if c.kind == "dural_tear" and c.side == "ventral" and e["frac_paraspinal"] < 0.3 and \
-            e["volume_mm3"] >= COLLECTION_MM3:
-        # a large collection inside the canal in front of the sac, not filling with it
-        return True
     if c.kind == "dural_tear" and c.side == "dorsal":
         s -= 1.0
     if c.kind == "csf_venous_fistula":

@@ -117,6 +117,10 @@ def test_large_ventral_collection_in_the_canal_is_a_leak_whatever_its_timing():
                     volume=dt.COLLECTION_MM3 + 100.0)
     assert dt.is_leak(big, [big])
     assert not dt.is_leak(behind, [behind]) and not dt.is_leak(outside, [outside])
+    # the rule decides what is a leak, not how strong the evidence is
+    bigger = _cand("T3", "ventral", kind="dural_tear", delay=0.5, span=0.4, growth=1.0, para=0.0,
+                   volume=10 * (dt.COLLECTION_MM3 + 100.0))
+    assert type(dt.score(big)) is float and dt.score(bigger) == pytest.approx(dt.score(big) + 1.0, abs=0.05)
 
 
 def test_fistula_delay_of_one_interval_costs_nothing():
