@@ -255,33 +255,42 @@ def expected_calibration_error(bins) -> float | None:
     return sum(b["n"] * abs(b["mean_confidence"] - b["frac_correct"]) for b in bins if b["n"]) / n
 
 
-def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100):
-    """Logistic (Platt) fit: P(correct) = 1 / (1 + exp(-(a * score + b))).
+def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None):
+    """Logistic (Platt) fit: P(correct) = 1 / (1 + exp(-(a * score + b [+ c * ambiguity]))).
 
-    Newton's method on the mean log-likelihood with a small ridge ``l2`` on ``a`` (keeps the fit
-    finite when the data are separable).
+    Newton's method on the mean log-likelihood with a small ridge ``l2`` on the slopes (keeps
+    the fit finite when the data are separable).
+
+    Parameters
+    ----------
+    score : (N,) raw scores; correct : (N,) 0/1
+    ambiguity : (N,) or None, how close the next-best call came (``evidence['ambiguity']``)
 
     Returns
     -------
-    (a, b) : floats, the constants of ``leakloc.detect.CALIBRATION``
+    (a, b), or (a, b, c) with ``ambiguity``: the constants of ``leakloc.detect.CALIBRATION``
     """
     x = np.asarray(score, dtype=float)
     y = np.asarray(correct, dtype=float)
     if x.size == 0:
         raise ValueError("no calls to fit")
-    X = np.stack([x, np.ones_like(x)], axis=1)
-    w = np.zeros(2)
-    reg = np.array([l2, 0.0])
+    cols = [x] + ([np.asarray(ambiguity, dtype=float)] if ambiguity is not None else [])
+    X = np.stack(cols + [np.ones_like(x)], axis=1)
+    k = X.shape[1]
+    w = np.zeros(k)
+    reg = np.array([l2] * (k - 1) + [0.0])
     for _ in range(iters):
         z = X @ w
         p = 1.0 / (1.0 + np.exp(-z))
         g = X.T @ (p - y) / x.size + reg * w
-        h = (X * (p * (1 - p))[:, None]).T @ X / x.size + np.diag(reg) + 1e-12 * np.eye(2)
+        h = (X * (p * (1 - p))[:, None]).T @ X / x.size + np.diag(reg) + 1e-12 * np.eye(k)
         step = np.linalg.solve(h, g)
         w -= step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return float(w[0]), float(w[1])
+    if ambiguity is None:
+        return float(w[0]), float(w[1])
+    return float(w[0]), float(w[2]), float(w[1])
 
 
 # ============================================================================================
@@ -397,7 +406,8 @@ def run_one(job: dict) -> dict:
         rec["calls"] = [{"level": d.level, "level_coord": float(d.level_coord), "side": str(d.side),
                          "kind": str(d.kind), "confidence": float(d.confidence),
                          "onset_time_s": float(d.onset_time_s),
-                         "score": float(d.evidence.get("score", float("nan")))}
+                         "score": float(d.evidence.get("score", float("nan"))),
+                         "ambiguity": float(d.evidence.get("ambiguity", 0.0))}
                         for d in res.defects]
         sr = getattr(res, "static_reading", None)
         rec["static_reading"] = None if sr is None else [str(sr[0]), str(sr[1])]
@@ -582,9 +592,9 @@ def render_markdown(result: dict) -> str:
             L.append(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_confidence']:.2f} | "
                      f"{b['frac_correct']:.2f} ({b['k']}/{b['n']}) |")
     if cal.get("platt"):
-        a, b = cal["platt"]["a"], cal["platt"]["b"]
-        L += ["", f"Platt fit of the raw score (`evidence['score']`) vs correctness: "
-              f"`CALIBRATION = ({a:.4f}, {b:.4f})` on {cal['platt']['n']} calls."]
+        a, b, c = cal["platt"]["a"], cal["platt"]["b"], cal["platt"].get("c", 0.0)
+        L += ["", f"Platt fit of the raw score and ambiguity (`evidence['score']`, `['ambiguity']`) "
+              f"vs correctness: `CALIBRATION = ({a:.4f}, {b:.4f}, {c:.4f})` on {cal['platt']['n']} calls."]
     L += ["", "## Time per stage (s, successful studies)", "",
           "| stage | n | median | mean | max |", "|---|---:|---:|---:|---:|"]
     for s, n, med, mean, mx in stage_table(records):
@@ -891,22 +901,25 @@ def main(argv=None):
     lib = [r["score"] for r in scored if r.get("case")]
     if lib:
         summary["case library"] = summarize(lib)
-    top = [(r["calls"][0]["confidence"], r["score"]["correct"], r["calls"][0]["score"])
+    top = [(r["calls"][0]["confidence"], r["score"]["correct"], r["calls"][0]["score"],
+            r["calls"][0].get("ambiguity", 0.0))
            for r in scored if r.get("calls") and not r.get("error") and not r.get("case")]
-    bins = calibration_bins([c for c, _, _ in top], [y for _, y, _ in top])
+    bins = calibration_bins([t[0] for t in top], [t[1] for t in top])
     cal = {"definition": "top call; correct = exact level (<= 0.5) and right side; controls: any call is wrong",
            "n_calls": len(top), "bins": bins, "ece": expected_calibration_error(bins), "platt": None}
-    finite = [(s, y) for _, y, s in top if s is not None and math.isfinite(s)]
-    if finite and len({y for _, y in finite}) == 2:
-        a, b = fit_platt([s for s, _ in finite], [y for _, y in finite])
-        cal["platt"] = {"a": a, "b": b, "n": len(finite)}
+    finite = [(s, y, amb) for _, y, s, amb in top if s is not None and math.isfinite(s)]
+    if finite and len({y for _, y, _ in finite}) == 2:
+        a, b, c = fit_platt([s for s, _, _ in finite], [y for _, y, _ in finite],
+                            ambiguity=[amb for _, _, amb in finite])
+        cal["platt"] = {"a": a, "b": b, "c": c, "n": len(finite)}
     if args.fit_calibration:
         if cal["platt"]:
-            k = sum(bool(y) for _, y in finite)
+            k = sum(bool(y) for _, y, _ in finite)
             warn = ("" if min(k, len(finite) - k) >= 10 else
                     f"  (unreliable: only {k} right and {len(finite) - k} wrong calls; want 10 of each)\n")
-            print(f"\nPlatt fit on {len(finite)} top calls (raw evidence['score'] vs exact level and side):\n"
-                  f"CALIBRATION = ({cal['platt']['a']:.4f}, {cal['platt']['b']:.4f})\n{warn}", flush=True)
+            print(f"\nPlatt fit on {len(finite)} top calls (raw evidence['score'] and ['ambiguity'] vs "
+                  f"exact level and side):\nCALIBRATION = ({cal['platt']['a']:.4f}, {cal['platt']['b']:.4f}, "
+                  f"{cal['platt']['c']:.4f})\n{warn}", flush=True)
         else:
             print(f"\nPlatt fit impossible: {len(finite)} scored calls, need both right and wrong ones\n")
     stats = None

@@ -815,17 +815,17 @@ def score(c: Defect) -> float:
     return s
 
 
-#: Platt scaling (a, b) of :func:`score` into the probability that the top call is right.
-#: Fitted with ``benchmarks/sweep.py --fit-calibration`` on 60 random 1 mm phantoms (seeds
-#: 140-199, tuning seeds, never part of the accuracy sweep at 10000+): 19 of 44 top calls
-#: were right; the raw score separates right from wrong only weakly (a score of 2 gives 0.37,
-#: of 4 gives 0.59, of 6 gives 0.78), lowered further by ambiguity.
-CALIBRATION = (0.449, -1.438)
+#: Platt scaling (a, b, c) of :func:`score` and the ambiguity (how close the next-best call
+#: at another level came, 0..1) into the probability that the top call is right:
+#: ``1 / (1 + exp(-(a * score + b + c * ambiguity)))``. Fitted with ``benchmarks/sweep.py
+#: --fit-calibration`` on 60 random 1 mm phantoms (seeds 140-199, tuning seeds, never part of
+#: the accuracy sweep at 10000+).
+CALIBRATION = (0.449, -1.438, -2.0)
 
 
 def calibrate(raw: float, ambiguity: float = 0.0) -> float:
-    a, b = CALIBRATION
-    x = a * raw + b - 2.0 * ambiguity
+    a, b, c = CALIBRATION
+    x = a * raw + b + c * ambiguity
     return float(1.0 / (1.0 + math.exp(-x)))
 
 
@@ -860,6 +860,7 @@ def rank(candidates):
         if alts:
             gap = d.evidence["score"] - max(c.evidence["score"] for c in alts)
             amb = max(0.0, 1.0 - gap)
+        d.evidence["ambiguity"] = amb
         d.confidence = calibrate(d.evidence["score"], amb)
     for c in others:
         c.confidence = calibrate(c.evidence["score"]) * 0.2

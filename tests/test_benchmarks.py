@@ -190,6 +190,21 @@ def test_fit_platt_recovers_known_odds():
     assert a == pytest.approx(-math.log(3), abs=1e-8) and b == pytest.approx(math.log(3), abs=1e-8)
 
 
+def test_fit_platt_with_ambiguity_recovers_known_odds():
+    # four cells of (score, ambiguity) with known odds: logit = ln2 * score - ln3 * ambiguity
+    x, amb, y = [], [], []
+    for s_, m_ in [(0, 0), (1, 0), (0, 1), (1, 1)]:
+        p = 1.0 / (1.0 + math.exp(-(math.log(2) * s_ - math.log(3) * m_)))
+        n = 600
+        k = int(round(p * n))
+        x += [s_] * n
+        amb += [m_] * n
+        y += [1] * k + [0] * (n - k)
+    a, b, c = sweep.fit_platt(x, y, l2=0.0, ambiguity=amb)
+    assert a == pytest.approx(math.log(2), abs=0.02) and c == pytest.approx(-math.log(3), abs=0.02)
+    assert b == pytest.approx(0.0, abs=0.02)
+
+
 def test_fit_platt_stays_finite_on_separable_data():
     a, b = sweep.fit_platt([0.0, 1.0, 2.0, 3.0], [0, 0, 1, 1])
     assert np.isfinite(a) and np.isfinite(b) and a > 0
