@@ -765,7 +765,7 @@ def parse(argv=None):
                     help="give analyze the phantom's vertebra label map (--levels) as well as the top vertebra")
     ap.add_argument("--no-stats", action="store_true", help="skip the statistics-stage comparison")
     ap.add_argument("--fit-calibration", action="store_true",
-                    help="fit Platt constants (a, b) of leakloc.detect.CALIBRATION and print them")
+                    help="fit Platt constants (a, b, c) of leakloc.detect.CALIBRATION and print them")
     ap.add_argument("--render-cache", type=Path, default=None,
                     help="keep the rendered passes in this folder and reuse them on later runs")
     ap.add_argument("--render-only", action="store_true",

@@ -144,6 +144,17 @@ def test_density_apex_of_a_draining_vein(apex):
     assert dt._density_apex(zz, pk, 2.0) == pytest.approx(apex, abs=4)
 
 
+def test_density_apex_lies_on_a_slice_the_vein_is_seen_on():
+    # two stretches of one vein with a gap between them: the apex is not placed in the gap
+    zz = np.concatenate([np.repeat(np.arange(0, 10), 20), np.repeat(np.arange(60, 70), 20)])
+    seen = set(np.unique(zz).astype(float))
+    for true_apex in (35, 20, 64):
+        pk = 110.0 * np.exp(-np.abs(zz - true_apex) * 2.0 / 180.0)
+        apex = dt._density_apex(zz, pk, 2.0)
+        assert apex is None or apex in seen
+    assert abs(dt._density_apex(zz, pk, 2.0) - 64.0) <= 5.0      # 10 mm
+
+
 def test_flat_vein_has_no_density_apex():
     zz = np.repeat(np.arange(60), 20)
     pk = np.full(zz.size, 100.0)
