@@ -523,19 +523,6 @@ def find_candidates(v: Voxels):
         apex = _v_fit(zu, a_z, t_loc, sz, t_it_all=v.t_intrathecal_s,
                       ext_slices=int(round(V_EXTEND_MM / sz))) if collection else None
         if apex is not None:
-            # the fit puts the defect later than contrast already seen inside the collection,
-            # arriving later on both sides of it: the arrival is no V (a dip where the
-            # collection began, flat where it filled in one pass); the dip places the defect
-            tol_v = max(AHEAD_S, 0.5 * interval_s)
-            i_min = int(np.argmin(a_z))
-            # the dip is seen with 10 mm (and two slices) of the collection either side
-            seen = 2 <= i_min < a_z.size - 2 and (zu[i_min] - zu[0]) * sz >= 10.0 and \
-                (zu[-1] - zu[i_min]) * sz >= 10.0
-            if seen and apex[1] > a_z[i_min] + tol_v and \
-                    a_z[:i_min].max() > a_z[i_min] + tol_v and a_z[i_min + 1:].max() > a_z[i_min] + tol_v:
-                apex = None
-                onsets_idx = [i_min] + [i for i in onsets_idx if i != i_min]
-        if apex is not None:
             # the collection is seen on both sides of the defect but not at it (there it filled
             # with the sac): the defect is where its two arms' arrival times meet
             z_apex, t_apex, edge = apex
