@@ -326,6 +326,23 @@ _V_SLOPES_S_MM = np.array([0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4
                            1.0, 1.5])
 
 
+def _lad_apex_fit(y, z, z0, slopes):
+    """Least-absolute-deviation fit of ``y = c + slope * |z - apex|`` for every apex and slope.
+
+    Parameters
+    ----------
+    y : ndarray (N,), the values; z : ndarray (N,), where they are (slices)
+    z0 : ndarray (A,), the apexes tried; slopes : ndarray (S,), per slice
+
+    Returns
+    -------
+    cost : ndarray (A, S), sum of absolute residuals; c : ndarray (A, S), the fitted offsets
+    """
+    resid = y[None, None, :] - slopes[None, :, None] * np.abs(z[None, :] - z0[:, None])[:, None, :]
+    c = np.median(resid, axis=2)
+    return np.abs(resid - c[..., None]).sum(axis=2), c
+
+
 def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     """Where a collection's defect is, from the arrival of its contrast along the spine.
 
@@ -352,28 +369,20 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     if zu.size < 5:
         return None
     z = zu.astype(float)
-    if t_it_all is None or ext_slices <= 0:
-        z0 = np.arange(zu.min(), zu.max() + 1, dtype=float)
-        t_at = np.interp(z0, z, t_loc)
-    else:
-        lo = max(0, int(zu.min()) - ext_slices)
-        hi = min(t_it_all.size - 1, int(zu.max()) + ext_slices)
-        z0 = np.arange(lo, hi + 1, dtype=float)
-        t_at = np.interp(z0, z, t_loc)
+    ext = ext_slices if t_it_all is not None else 0
+    lo, hi = int(zu.min()) - ext, int(zu.max()) + ext
+    if ext:
+        lo, hi = max(0, lo), min(t_it_all.size - 1, hi)
+    z0 = np.arange(lo, hi + 1, dtype=float)
+    t_at = np.interp(z0, z, t_loc)
+    if ext:
         out = (z0 < zu.min()) | (z0 > zu.max())
-        t_out = t_it_all[lo:hi + 1].astype(float)
-        t_at = np.where(out, t_out, t_at)
+        t_at = np.where(out, t_it_all[lo:hi + 1].astype(float), t_at)
         keep = np.isfinite(t_at)
         z0, t_at = z0[keep], t_at[keep]
-    s = _V_SLOPES_S_MM * sz_mm                                      # s per slice
-    dl = np.maximum(z0[:, None] - z[None, :], 0.0)                  # (Z0, N)
-    dr = np.maximum(z[None, :] - z0[:, None], 0.0)
     # one slope for both arms: the contrast spreads along the epidural space at the same pace
     # both ways
-    shape = s[None, :, None] * (dl + dr)[:, None, :]
-    resid = a_z[None, None, :] - shape                              # (Z0, S, N)
-    t0 = np.median(resid, axis=2)
-    cost = np.abs(resid - t0[..., None]).sum(axis=2)
+    cost, t0 = _lad_apex_fit(a_z, z, z0, _V_SLOPES_S_MM * sz_mm)
     cost = cost + w_onset * np.abs(t0 - t_at[:, None])
     i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
     z_apex, t_apex = float(z0[i]), float(t0[i, j])
@@ -409,15 +418,12 @@ def _density_apex(zz, peak_hu, sz_mm):
     groups = np.split(peak_hu[order].astype(float), start[1:])
     y = np.log(np.clip([np.percentile(g, 75) for g in groups], 1.0, None))
     z = zs.astype(float)
-    z0 = z                                    # an apex on a slice the vein is seen on
-    s = _DENSITY_SLOPES_MM * sz_mm                                  # per slice
-    resid = y[None, None, :] + s[None, :, None] * np.abs(z[None, :] - z0[:, None])[:, None, :]
-    c0 = np.median(resid, axis=2)
-    cost = np.abs(resid - c0[..., None]).sum(axis=2)
+    # apexes only on slices the vein is seen on; the density falls away from it
+    cost, _ = _lad_apex_fit(y, z, z, -_DENSITY_SLOPES_MM * sz_mm)
     i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
     if j == 0:
         return None
-    return float(z0[i])
+    return float(z[i])
 
 
 def find_candidates(v: Voxels):
@@ -618,9 +624,10 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     sooner than the sac's mixing explains. Timing cannot separate it from the sac there (it
     fills with it); this ratio can. Per pass after the first (in the last one, where the sac
     is mixed, only a larger excess counts: UPPER_EXCESS_LAST), the ratio of the upper to the
-    dependent side's 75th percentile enhancement is compared with the median ratio of the slices where the sac filled as long before (mixing goes on with that
-    time, so the ratio peaks at the injection by itself); the first pass with enough excess
-    places the defect at its peak.
+    dependent side's 75th percentile enhancement is compared with the median ratio of the
+    slices where the sac filled as long before (mixing goes on with that time, so the ratio
+    peaks at the injection by itself); the first pass with enough excess places the defect at
+    its peak.
 
     Returns
     -------
