@@ -74,6 +74,8 @@ V_FIT_MIN_MM = 20.0
 #: how far beyond the seen ends of a collection its defect may lie (it filled with the sac
 #: there), mm
 V_EXTEND_MM = 20.0
+#: percentiles of a collection's arrival tried as the cap of its V (see :func:`_v_fit`)
+CAP_PERCENTILES = (50.0, 75.0, 90.0)
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
 #: an epidural collection in front of the sac this large is a leak whatever its timing, mm^3
@@ -324,6 +326,8 @@ def _sector_of(sect_codes, weights):
 #: how fast (s per mm) a collection's arrival may grow away from its defect, the V-fit's grid
 _V_SLOPES_S_MM = np.array([0.0, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8,
                            1.0, 1.5])
+#: and the steeper flanks a capped V may have (s per mm)
+_V_CAP_STEEP_S_MM = (2.0, 3.0, 5.0)
 
 
 def _lad_apex_fit(y, z, z0, slopes):
@@ -382,10 +386,36 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
         z0, t_at = z0[keep], t_at[keep]
     # one slope for both arms: the contrast spreads along the epidural space at the same pace
     # both ways
-    cost, t0 = _lad_apex_fit(a_z, z, z0, _V_SLOPES_S_MM * sz_mm)
+    slopes = _V_SLOPES_S_MM * sz_mm
+    cost, t0 = _lad_apex_fit(a_z, z, z0, slopes)
     cost = cost + w_onset * np.abs(t0 - t_at[:, None])
     i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
-    z_apex, t_apex = float(z0[i]), float(t0[i, j])
+    best, z_apex, t_apex = float(cost[i, j]), float(z0[i]), float(t0[i, j])
+    # the arms may be capped: between two passes far apart, everything the collection reached
+    # after the earlier one is first seen in the later one, so its arrival is flat there
+    # (a dip inside the collection, capped on both sides: an end of a collection, thin and
+    # blurred with the sac, can look earlier than the rest of it)
+    off = z[None, :] - z0[:, None]
+    # (the dip's flanks are as steep as the arrival interpolated between those passes)
+    slopes_c = np.concatenate([slopes, np.array(_V_CAP_STEEP_S_MM) * sz_mm])
+    dist = np.abs(off)[:, None, :] * slopes_c[None, :, None]
+    n_arm = max(2, int(round(10.0 / sz_mm)))
+    for cap in np.unique(np.percentile(a_z, CAP_PERCENTILES)):
+        for c in np.linspace(float(a_z.min()), cap, 16, endpoint=False):
+            pred = np.minimum(c + dist, cap)
+            capped = pred >= cap
+            both = ((capped & (off < 0)[:, None, :]).sum(axis=2) >= n_arm) & \
+                ((capped & (off > 0)[:, None, :]).sum(axis=2) >= n_arm)
+            # ... and a dip that is seen: slices below the cap, their arrival in its lower half
+            dip = ~capped
+            n_dip = dip.sum(axis=2)
+            mean_dip = (dip * a_z).sum(axis=2) / np.maximum(n_dip, 1)
+            seen = (n_dip >= 3) & (mean_dip < 0.5 * (c + cap))
+            cc = np.abs(a_z - pred).sum(axis=2) + w_onset * np.abs(c - t_at)[:, None]
+            cc = np.where(both & seen, cc, np.inf)
+            i, j = np.unravel_index(int(np.argmin(cc)), cc.shape)
+            if cc[i, j] < best - 1e-9:
+                best, z_apex, t_apex = float(cc[i, j]), float(z0[i]), float(c)
     edge = int(np.argmin(np.abs(z - z_apex)))
     return z_apex, t_apex, edge
 

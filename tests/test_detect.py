@@ -175,6 +175,28 @@ def test_v_fit_apex_beyond_the_seen_collection():
     assert beyond[0] == pytest.approx(10.0, abs=1.0) and beyond[1] == pytest.approx(30.0, abs=1.0)
 
 
+def test_v_fit_capped_dip_inside_the_collection():
+    # a slow collection seen from slice 0 to 100 (1 mm): near its defect (slice 60) it was
+    # already there in the pass at 36 s; everything else is first seen in the pass at 111 s
+    # (arrival interpolated to ~52 s, flat); the sac arrived at 14 s (slice 0) to 30 s (100)
+    zu = np.arange(0, 101)
+    a_z = np.minimum(27.0 + 4.0 * np.abs(zu - 60.0), 52.0)
+    t_loc = 14.0 + 0.16 * zu
+    z_apex, t_apex, _ = dt._v_fit(zu, a_z, t_loc, 1.0)
+    assert z_apex == pytest.approx(60.0, abs=1.0) and 24.0 <= t_apex <= 31.0
+
+
+def test_v_fit_ignores_an_early_end_of_the_collection():
+    # the collection's thin caudal end (slices 0-3), blurred with the early sac, looks earlier
+    # than the rest, which all arrived in one pass: no capped dip there (it has no arm below)
+    zu = np.arange(0, 31)
+    a_z = np.where(zu <= 3, 42.8, 52.3)
+    t_loc = 26.0 + 0.1 * zu
+    z_apex, _, _ = dt._v_fit(zu, a_z, t_loc, 1.0)
+    plain = dt._v_fit(zu, np.full(zu.shape, 52.3), t_loc, 1.0)
+    assert z_apex > 3.0 + 10.0 or z_apex == plain[0]
+
+
 def test_static_reading():
     pct = np.full((49, 4), 10.0)
     pct[27, 0] = 400.0
