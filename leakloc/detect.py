@@ -76,6 +76,8 @@ V_FIT_MIN_MM = 20.0
 V_EXTEND_MM = 20.0
 #: percentiles of a collection's arrival tried as the cap of its V (see :func:`_v_fit`)
 CAP_PERCENTILES = (50.0, 75.0, 90.0)
+#: and the least depth of a dip below its cap, s
+CAP_MIN_DEPTH_S = 5.0
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
 #: an epidural collection in front of the sac this large is a leak whatever its timing, mm^3
@@ -389,8 +391,8 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     slopes = _V_SLOPES_S_MM * sz_mm
     cost, t0 = _lad_apex_fit(a_z, z, z0, slopes)
     cost = cost + w_onset * np.abs(t0 - t_at[:, None])
-    i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
-    best, z_apex, t_apex = float(cost[i, j]), float(z0[i]), float(t0[i, j])
+    i0, j0 = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    best, z_apex, t_apex = float(cost[i0, j0]), float(z0[i0]), float(t0[i0, j0])
     # the arms may be capped: between two passes far apart, everything the collection reached
     # after the earlier one is first seen in the later one, so its arrival is flat there
     # (a dip inside the collection, capped on both sides: an end of a collection, thin and
@@ -400,19 +402,30 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     slopes_c = np.concatenate([slopes, np.array(_V_CAP_STEEP_S_MM) * sz_mm])
     dist = np.abs(off)[:, None, :] * slopes_c[None, :, None]
     n_arm = max(2, int(round(10.0 / sz_mm)))
-    for cap in np.unique(np.percentile(a_z, CAP_PERCENTILES)):
-        for c in np.linspace(float(a_z.min()), cap, 16, endpoint=False):
+    # the cap: a level the arrival reaches on both sides, or the plain V itself (the arrival
+    # may drift along the collection with the enhancement that times it)
+    caps = [np.full(a_z.shape, c_) for c_ in np.unique(np.percentile(a_z, CAP_PERCENTILES))]
+    caps.append(t_apex + slopes[j0] * np.abs(z - z_apex))
+    for cap in caps:
+        # the dip lies CAP_MIN_DEPTH_S or more below its cap
+        cap_at = np.interp(z0, z, cap)
+        top = float(cap_at.max()) - CAP_MIN_DEPTH_S
+        if top <= float(a_z.min()):
+            continue
+        for c in np.linspace(float(a_z.min()), top, 16):
             pred = np.minimum(c + dist, cap)
             capped = pred >= cap
             both = ((capped & (off < 0)[:, None, :]).sum(axis=2) >= n_arm) & \
                 ((capped & (off > 0)[:, None, :]).sum(axis=2) >= n_arm)
-            # ... and a dip that is seen: slices below the cap, their arrival in its lower half
+            # ... and is seen: 3 slices or more below the cap, on average by a quarter of the
+            # dip's depth at least
             dip = ~capped
             n_dip = dip.sum(axis=2)
-            mean_dip = (dip * a_z).sum(axis=2) / np.maximum(n_dip, 1)
-            seen = (n_dip >= 3) & (mean_dip < 0.5 * (c + cap))
+            below = ((cap - a_z) * dip).sum(axis=2) / np.maximum(n_dip, 1)
+            ok = both & (n_dip >= 3) & (below > 0.25 * (cap_at - c)[:, None]) & \
+                (c <= cap_at - CAP_MIN_DEPTH_S)[:, None]
             cc = np.abs(a_z - pred).sum(axis=2) + w_onset * np.abs(c - t_at)[:, None]
-            cc = np.where(both & seen, cc, np.inf)
+            cc = np.where(ok, cc, np.inf)
             i, j = np.unravel_index(int(np.argmin(cc)), cc.shape)
             if cc[i, j] < best - 1e-9:
                 best, z_apex, t_apex = float(cc[i, j]), float(z0[i]), float(c)

@@ -186,6 +186,17 @@ def test_v_fit_capped_dip_inside_the_collection():
     assert z_apex == pytest.approx(60.0, abs=1.0) and 24.0 <= t_apex <= 31.0
 
 
+def test_v_fit_dip_below_a_drifting_plateau():
+    # the late arrival drifts along the collection (72 s at slice 0 to 65 s at slice 61, as
+    # the enhancement that times it grows); the defect (slice 45) was seen a pass earlier
+    zu = np.arange(0, 62)
+    a_z = 72.0 - 7.0 * zu / 61.0
+    a_z[43:48] = [60.0, 49.8, 49.8, 49.8, 60.0]
+    t_loc = 34.0 + 0.12 * zu
+    z_apex, _, _ = dt._v_fit(zu, a_z, t_loc, 1.0)
+    assert z_apex == pytest.approx(45.0, abs=2.0)
+
+
 def test_v_fit_ignores_an_early_end_of_the_collection():
     # the collection's thin caudal end (slices 0-3), blurred with the early sac, looks earlier
     # than the rest, which all arrived in one pass: no capped dip there (it has no arm below)
