@@ -255,7 +255,14 @@ def expected_calibration_error(bins) -> float | None:
     return sum(b["n"] * abs(b["mean_confidence"] - b["frac_correct"]) for b in bins if b["n"]) / n
 
 
-def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None):
+def _cal_literal(fit) -> str:
+    """``leakloc.detect.CALIBRATION`` as Python source, from a :func:`fit_platt` dict."""
+    b = ", ".join(f'"{g}": {v:.3f}' for g, v in sorted(fit["b"].items()))
+    return f'{{"a": {fit["a"]:.3f}, "c": {fit["c"]:.3f}, "b": {{{b}}}}}'
+
+
+def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None, groups=None,
+              l2_group: float = 0.05):
     """Logistic (Platt) fit: P(correct) = 1 / (1 + exp(-(a * score + b [+ c * ambiguity]))).
 
     Newton's method on the mean log-likelihood with a small ridge ``l2`` on the slopes (keeps
@@ -265,20 +272,28 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
     ----------
     score : (N,) raw scores; correct : (N,) 0/1
     ambiguity : (N,) or None, how close the next-best call came (``evidence['ambiguity']``)
+    groups : (N,) of str or None; with them ``b`` is an offset per group (the common offset
+        plus a deviation per group, the deviations held to it by a ridge ``l2_group``: a group
+        with few calls stays near the common offset)
 
     Returns
     -------
-    (a, b), or (a, b, c) with ``ambiguity``: the constants of ``leakloc.detect.CALIBRATION``
+    (a, b), or (a, b, c) with ``ambiguity``; with ``groups`` the dict
+    ``{"a": a, "c": c, "b": {group: b}}`` of ``leakloc.detect.CALIBRATION``
     """
     x = np.asarray(score, dtype=float)
     y = np.asarray(correct, dtype=float)
     if x.size == 0:
         raise ValueError("no calls to fit")
-    cols = [x] + ([np.asarray(ambiguity, dtype=float)] if ambiguity is not None else [])
+    amb = np.asarray(ambiguity, dtype=float) if ambiguity is not None else None
+    names = sorted(set(groups)) if groups is not None else []
+    cols = [x] + ([amb] if amb is not None else [])
+    cols += [np.array([g == n for g in groups], dtype=float) for n in names]
     X = np.stack(cols + [np.ones_like(x)], axis=1)
     k = X.shape[1]
+    n_slopes = 1 + (amb is not None)
     w = np.zeros(k)
-    reg = np.array([l2] * (k - 1) + [0.0])
+    reg = np.array([l2] * n_slopes + [l2_group] * len(names) + [0.0])
     for _ in range(iters):
         z = X @ w
         p = 1.0 / (1.0 + np.exp(-z))
@@ -288,7 +303,10 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
         w -= step
         if np.max(np.abs(step)) < 1e-10:
             break
-    if ambiguity is None:
+    if groups is not None:
+        return {"a": float(w[0]), "c": float(w[1]) if amb is not None else 0.0,
+                "b": {n: float(w[-1] + w[n_slopes + i]) for i, n in enumerate(names)}}
+    if amb is None:
         return float(w[0]), float(w[1])
     return float(w[0]), float(w[2]), float(w[1])
 
@@ -369,6 +387,7 @@ def run_one(job: dict) -> dict:
             numba.set_num_threads(int(job["numba_threads"]))
         from leakloc.io import PhaseSeries
         from leakloc.phantoms import generate
+        from leakloc.detect import calibration_group
         from leakloc.pipeline import analyze
         kw = {"shape": job["shape"]} if job.get("shape") else {}
         study = generate(case=job.get("case"), seed=job.get("seed"), **kw)
@@ -407,7 +426,8 @@ def run_one(job: dict) -> dict:
                          "kind": str(d.kind), "confidence": float(d.confidence),
                          "onset_time_s": float(d.onset_time_s),
                          "score": float(d.evidence.get("score", float("nan"))),
-                         "ambiguity": float(d.evidence.get("ambiguity", 0.0))}
+                         "ambiguity": float(d.evidence.get("ambiguity", 0.0)),
+                         "group": calibration_group(str(d.kind), str(d.side))}
                         for d in res.defects]
         sr = getattr(res, "static_reading", None)
         rec["static_reading"] = None if sr is None else [str(sr[0]), str(sr[1])]
@@ -592,9 +612,10 @@ def render_markdown(result: dict) -> str:
             L.append(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {b['mean_confidence']:.2f} | "
                      f"{b['frac_correct']:.2f} ({b['k']}/{b['n']}) |")
     if cal.get("platt"):
-        a, b, c = cal["platt"]["a"], cal["platt"]["b"], cal["platt"].get("c", 0.0)
-        L += ["", f"Platt fit of the raw score and ambiguity (`evidence['score']`, `['ambiguity']`) "
-              f"vs correctness: `CALIBRATION = ({a:.4f}, {b:.4f}, {c:.4f})` on {cal['platt']['n']} calls."]
+        L += ["", f"Platt fit of the raw score, the ambiguity and an offset per group of calls "
+              f"(`evidence['score']`, `['ambiguity']`, `detect.calibration_group`) vs correctness, "
+              f"on {cal['platt']['n']} calls (right/calls per group "
+              f"{cal['platt'].get('right_of_calls')}): `CALIBRATION = {_cal_literal(cal['platt'])}`."]
     L += ["", "## Time per stage (s, successful studies)", "",
           "| stage | n | median | mean | max |", "|---|---:|---:|---:|---:|"]
     for s, n, med, mean, mx in stage_table(records):
@@ -902,24 +923,27 @@ def main(argv=None):
     if lib:
         summary["case library"] = summarize(lib)
     top = [(r["calls"][0]["confidence"], r["score"]["correct"], r["calls"][0]["score"],
-            r["calls"][0].get("ambiguity", 0.0))
+            r["calls"][0].get("ambiguity", 0.0), r["calls"][0].get("group", "unknown"))
            for r in scored if r.get("calls") and not r.get("error") and not r.get("case")]
     bins = calibration_bins([t[0] for t in top], [t[1] for t in top])
     cal = {"definition": "top call; correct = exact level (<= 0.5) and right side; controls: any call is wrong",
            "n_calls": len(top), "bins": bins, "ece": expected_calibration_error(bins), "platt": None}
-    finite = [(s, y, amb) for _, y, s, amb in top if s is not None and math.isfinite(s)]
-    if finite and len({y for _, y, _ in finite}) == 2:
-        a, b, c = fit_platt([s for s, _, _ in finite], [y for _, y, _ in finite],
-                            ambiguity=[amb for _, _, amb in finite])
-        cal["platt"] = {"a": a, "b": b, "c": c, "n": len(finite)}
+    finite = [(s, y, amb, g) for _, y, s, amb, g in top if s is not None and math.isfinite(s)]
+    if finite and len({t[1] for t in finite}) == 2:
+        fit = fit_platt([t[0] for t in finite], [t[1] for t in finite],
+                        ambiguity=[t[2] for t in finite], groups=[t[3] for t in finite])
+        counts = {g: [sum(1 for t in finite if t[3] == g and t[1]), sum(1 for t in finite if t[3] == g)]
+                  for g in fit["b"]}
+        cal["platt"] = dict(fit, n=len(finite), right_of_calls=counts)
     if args.fit_calibration:
         if cal["platt"]:
-            k = sum(bool(y) for _, y, _ in finite)
+            k = sum(bool(t[1]) for t in finite)
             warn = ("" if min(k, len(finite) - k) >= 10 else
                     f"  (unreliable: only {k} right and {len(finite) - k} wrong calls; want 10 of each)\n")
-            print(f"\nPlatt fit on {len(finite)} top calls (raw evidence['score'] and ['ambiguity'] vs "
-                  f"exact level and side):\nCALIBRATION = ({cal['platt']['a']:.4f}, {cal['platt']['b']:.4f}, "
-                  f"{cal['platt']['c']:.4f})\n{warn}", flush=True)
+            print(f"\nPlatt fit on {len(finite)} top calls (raw evidence['score'], ['ambiguity'] and an "
+                  f"offset per group vs exact level and side; right/calls per group "
+                  f"{cal['platt']['right_of_calls']}):\nCALIBRATION = {_cal_literal(cal['platt'])}\n{warn}",
+                  flush=True)
         else:
             print(f"\nPlatt fit impossible: {len(finite)} scored calls, need both right and wrong ones\n")
     stats = None

@@ -415,8 +415,10 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
         for c in np.linspace(float(a_z.min()), top, 16):
             pred = np.minimum(c + dist, cap)
             capped = pred >= cap
-            both = ((capped & (off < 0)[:, None, :]).sum(axis=2) >= n_arm) & \
-                ((capped & (off > 0)[:, None, :]).sum(axis=2) >= n_arm)
+            # arms seen on both sides: capped slices whose arrival is up near the cap
+            arm = capped & (a_z >= 0.5 * (c + cap))
+            both = ((arm & (off < 0)[:, None, :]).sum(axis=2) >= n_arm) & \
+                ((arm & (off > 0)[:, None, :]).sum(axis=2) >= n_arm)
             # ... and is seen: 3 slices or more below the cap, on average by a quarter of the
             # dip's depth at least
             dip = ~capped
@@ -866,12 +868,29 @@ def score(c: Defect) -> float:
 #: changed; ``c = -2`` is the hand-set ambiguity term it had then. A refit on those seeds now
 #: gives a negative ``a`` from 6 wrong calls of 38 (the score does not separate right from
 #: wrong calls; see docs/sweep): it was not pasted in. Refit on seeds of their own.
-CALIBRATION = (0.449, -1.438, -2.0)
+CALIBRATION = {"a": 0.449, "c": -2.0,
+               "b": {"ventral_tear": -1.438, "dorsal_tear": -1.438,
+                     "nerve_root_sleeve": -1.438, "csf_venous_fistula": -1.438}}
 
 
-def calibrate(raw: float, ambiguity: float = 0.0) -> float:
-    a, b, c = CALIBRATION
-    x = a * raw + b + c * ambiguity
+def calibration_group(kind: str, side: str) -> str:
+    """The group of calls that share a calibration offset: dural tears by side, else the kind."""
+    if kind == "dural_tear":
+        return "dorsal_tear" if side == "dorsal" else "ventral_tear"
+    return kind
+
+
+def calibrate(raw: float, ambiguity: float = 0.0, group: str | None = None) -> float:
+    """Confidence in [0, 1] from a call's raw score, its ambiguity and its group.
+
+    ``sigmoid(a * raw + b[group] + c * ambiguity)`` with the constants of :data:`CALIBRATION`
+    (fitted by ``benchmarks/sweep.py --fit-calibration`` on a phantom sweep of its own seeds);
+    an unknown group takes the mean offset.
+    """
+    cal = CALIBRATION
+    offsets = cal["b"]
+    b = offsets.get(group, float(np.mean(list(offsets.values()))))
+    x = cal["a"] * raw + b + cal["c"] * ambiguity
     return float(1.0 / (1.0 + math.exp(-x)))
 
 
@@ -907,9 +926,9 @@ def rank(candidates):
             gap = d.evidence["score"] - max(c.evidence["score"] for c in alts)
             amb = max(0.0, 1.0 - gap)
         d.evidence["ambiguity"] = amb
-        d.confidence = calibrate(d.evidence["score"], amb)
+        d.confidence = calibrate(d.evidence["score"], amb, calibration_group(d.kind, d.side))
     for c in others:
-        c.confidence = calibrate(c.evidence["score"]) * 0.2
+        c.confidence = calibrate(c.evidence["score"], 0.0, calibration_group(c.kind, c.side)) * 0.2
     rest = sorted([c for c in leaks if c not in defects], key=lambda c: -c.evidence["score"])
     return defects, defects + rest + others
 

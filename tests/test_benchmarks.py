@@ -205,6 +205,28 @@ def test_fit_platt_with_ambiguity_recovers_known_odds():
     assert b == pytest.approx(0.0, abs=0.02)
 
 
+def test_fit_platt_with_groups_recovers_offsets():
+    # two groups with known odds at score 0 and 1: logit = ln2 * score + b_g, b = ln3 and -ln3
+    x, y, g = [], [], []
+    for name, b_g in (("sleeve", math.log(3)), ("tear", -math.log(3))):
+        for s_ in (0, 1):
+            p = 1.0 / (1.0 + math.exp(-(math.log(2) * s_ + b_g)))
+            n = 800
+            k = int(round(p * n))
+            x += [s_] * n
+            y += [1] * k + [0] * (n - k)
+            g += [name] * n
+    fit = sweep.fit_platt(x, y, l2=0.0, ambiguity=[0.0] * len(x), groups=g, l2_group=0.0)
+    assert fit["a"] == pytest.approx(math.log(2), abs=0.03)
+    assert fit["b"]["sleeve"] == pytest.approx(math.log(3), abs=0.03)
+    assert fit["b"]["tear"] == pytest.approx(-math.log(3), abs=0.03)
+    # a ridge on the deviations pulls a small group towards the common offset
+    held = sweep.fit_platt(x, y, ambiguity=[0.0] * len(x), groups=g, l2_group=10.0)
+    assert abs(held["b"]["sleeve"] - held["b"]["tear"]) < 0.2 * (fit["b"]["sleeve"] - fit["b"]["tear"])
+    lit = sweep._cal_literal(fit)
+    assert eval(lit)["b"]["tear"] == pytest.approx(fit["b"]["tear"], abs=1e-3)
+
+
 def test_fit_platt_stays_finite_on_separable_data():
     a, b = sweep.fit_platt([0.0, 1.0, 2.0, 3.0], [0, 0, 1, 1])
     assert np.isfinite(a) and np.isfinite(b) and a > 0

@@ -1,4 +1,6 @@
 """Detection rules on hand-made candidates, and the analysis end to end on small phantoms."""
+import math
+
 import numpy as np
 import pytest
 
@@ -206,6 +208,14 @@ def test_v_fit_ignores_an_early_end_of_the_collection():
     z_apex, _, _ = dt._v_fit(zu, a_z, t_loc, 1.0)
     plain = dt._v_fit(zu, np.full(zu.shape, 52.3), t_loc, 1.0)
     assert z_apex > 3.0 + 10.0 or z_apex == plain[0]
+    # a V (defect at slice 120) whose thin cranial end (slices 280-300) is timed with the sac
+    # there: below the V's arm, but no arm rises beyond it
+    zu = np.arange(0, 301)
+    a_z = np.minimum(32.0 + 0.3 * np.abs(zu - 120.0), 78.0)
+    a_z[280:] = 47.0
+    t_loc = 14.0 + 0.1 * zu
+    z_apex, _, _ = dt._v_fit(zu, a_z, t_loc, 1.0)
+    assert z_apex == pytest.approx(120.0, abs=5.0)
 
 
 def test_static_reading():
@@ -313,3 +323,17 @@ def test_one_pass_is_refused():
     s = generate(case="fig10e_t7t8")
     with pytest.raises(AnalysisError, match="two or more"):
         analyze(PhaseSeries.from_arrays([s.phase(1)], s.grid, [0.0]), top_vertebra="T1")
+
+
+def test_calibration_groups_and_offsets(monkeypatch):
+    assert dt.calibration_group("dural_tear", "ventral") == "ventral_tear"
+    assert dt.calibration_group("dural_tear", "dorsal") == "dorsal_tear"
+    assert dt.calibration_group("csf_venous_fistula", "right") == "csf_venous_fistula"
+    cal = {"a": 1.0, "c": -2.0, "b": {"ventral_tear": -1.0, "csf_venous_fistula": 1.0}}
+    monkeypatch.setattr(dt, "CALIBRATION", cal)
+    assert dt.calibrate(1.0, 0.0, "ventral_tear") == pytest.approx(0.5)
+    assert dt.calibrate(1.0, 0.0, "csf_venous_fistula") == pytest.approx(1 / (1 + math.exp(-2.0)))
+    assert dt.calibrate(0.0, 0.5, "csf_venous_fistula") == pytest.approx(0.5)
+    assert dt.calibrate(0.0, 0.0, "no such group") == pytest.approx(0.5)     # the mean offset
+    for grp in dt.CALIBRATION["b"]:
+        assert 0.0 < dt.calibrate(3.0, 0.0, grp) < 1.0
