@@ -279,7 +279,8 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
     Returns
     -------
     (a, b), or (a, b, c) with ``ambiguity``; with ``groups`` the dict
-    ``{"a": a, "c": c, "b": {group: b}}`` of ``leakloc.detect.CALIBRATION``
+    ``{"a": a, "c": c, "b": {group: b}}`` of ``leakloc.detect.CALIBRATION`` (every group of
+    ``leakloc.detect.calibration_group``; one without calls gets the common offset)
     """
     x = np.asarray(score, dtype=float)
     y = np.asarray(correct, dtype=float)
@@ -304,8 +305,11 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
         if np.max(np.abs(step)) < 1e-10:
             break
     if groups is not None:
-        return {"a": float(w[0]), "c": float(w[1]) if amb is not None else 0.0,
-                "b": {n: float(w[-1] + w[n_slopes + i]) for i, n in enumerate(names)}}
+        # every group leakloc calls in, those without calls at the common offset
+        from leakloc.detect import calibration_group, KINDS, SIDES
+        offsets = {calibration_group(k, s): float(w[-1]) for k in KINDS for s in SIDES}
+        offsets.update({n: float(w[-1] + w[n_slopes + i]) for i, n in enumerate(names)})
+        return {"a": float(w[0]), "c": float(w[1]) if amb is not None else 0.0, "b": offsets}
     if amb is None:
         return float(w[0]), float(w[1])
     return float(w[0]), float(w[2]), float(w[1])
@@ -786,7 +790,8 @@ def parse(argv=None):
                     help="give analyze the phantom's vertebra label map (--levels) as well as the top vertebra")
     ap.add_argument("--no-stats", action="store_true", help="skip the statistics-stage comparison")
     ap.add_argument("--fit-calibration", action="store_true",
-                    help="fit Platt constants (a, b, c) of leakloc.detect.CALIBRATION and print them")
+                    help="fit the Platt constants of leakloc.detect.CALIBRATION (a, c, an offset b per "
+                         "group of calls) and print them")
     ap.add_argument("--render-cache", type=Path, default=None,
                     help="keep the rendered passes in this folder and reuse them on later runs")
     ap.add_argument("--render-only", action="store_true",

@@ -357,7 +357,9 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     fills there. Near the apex the collection may be missing altogether (it filled with the sac
     and cannot be told from it by timing): the arms, fitted by least
     absolute deviations with one slope, place it. The apex time is pulled towards the local
-    intrathecal arrival.
+    intrathecal arrival. Where passes are far apart the arms are capped (see
+    :func:`_capped_dip`): the defect is a dip in an otherwise flat arrival, and the dip wins
+    when it fits better.
 
     Parameters
     ----------
@@ -370,7 +372,7 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
 
     Returns
     -------
-    (z_apex, t_apex, edge_index) or None
+    (z_apex, t_apex, edge_index) or None; ``t_apex`` is the fitted time at the apex, s
     """
     if zu.size < 5:
         return None
@@ -395,19 +397,51 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
     best, z_apex, t_apex = float(cost[i0, j0]), float(z0[i0]), float(t0[i0, j0])
     # the arms may be capped: between two passes far apart, everything the collection reached
     # after the earlier one is first seen in the later one, so its arrival is flat there
-    # (a dip inside the collection, capped on both sides: an end of a collection, thin and
-    # blurred with the sac, can look earlier than the rest of it)
-    off = z[None, :] - z0[:, None]
-    # (the dip's flanks are as steep as the arrival interpolated between those passes)
-    slopes_c = np.concatenate([slopes, np.array(_V_CAP_STEEP_S_MM) * sz_mm])
-    dist = np.abs(off)[:, None, :] * slopes_c[None, :, None]
-    n_arm = max(2, int(round(10.0 / sz_mm)))
-    # the cap: a level the arrival reaches on both sides, or the plain V itself (the arrival
-    # may drift along the collection with the enhancement that times it)
     caps = [np.full(a_z.shape, c_) for c_ in np.unique(np.percentile(a_z, CAP_PERCENTILES))]
     caps.append(t_apex + slopes[j0] * np.abs(z - z_apex))
+    dip = _capped_dip(a_z, z, z0, t_at, sz_mm, caps, w_onset)
+    if dip is not None and dip[0] < best - 1e-9:
+        best, z_apex, t_apex = dip
+    edge = int(np.argmin(np.abs(z - z_apex)))
+    return z_apex, t_apex, edge
+
+
+def _capped_dip(a_z, z, z0, t_at, sz_mm, caps, w_onset):
+    """The best capped V, ``min(c + slope * |z - apex|, cap)``, of a collection's arrival.
+
+    Between two passes far apart, everything a collection reached after the earlier one is
+    first seen in the later one: its arrival is flat there (the cap), and the part seen in the
+    earlier pass is a dip around the defect. A dip counts only when it is seen (3 slices or
+    more below the cap, on average by a quarter of its depth at least; CAP_MIN_DEPTH_S deep or
+    more) and has arms seen on both sides (10 mm of slices each whose arrival is up near the
+    cap): an end of a collection, thin and blurred with the sac, can look earlier than the
+    rest of it but has no arm beyond it.
+
+    Parameters
+    ----------
+    a_z : ndarray (N,), arrival per slice, s; z : ndarray (N,), those slices (sorted)
+    z0 : ndarray (A,), apexes tried (slices); t_at : ndarray (A,), local intrathecal arrival
+        there, s (the dip's time is pulled towards it with weight ``w_onset``)
+    sz_mm : slice spacing, mm; caps : list of ndarray (N,), the caps tried, s
+
+    Returns
+    -------
+    (cost, z_apex, t_apex) or None
+    """
+    n_arm = max(2, int(round(10.0 / sz_mm)))
+    if z.size < 2 * n_arm + 3:
+        return None
+    inner = (z0 > z[n_arm - 1]) & (z0 < z[-n_arm])
+    if not inner.any():
+        return None
+    z0, t_at = z0[inner], t_at[inner]
+    off = z[None, :] - z0[:, None]
+    left, right = (off < 0)[:, None, :], (off > 0)[:, None, :]
+    # the dip's flanks are as steep as the arrival interpolated between those passes
+    slopes = np.concatenate([_V_SLOPES_S_MM, _V_CAP_STEEP_S_MM]) * sz_mm
+    dist = np.abs(off)[:, None, :] * slopes[None, :, None]
+    best = None
     for cap in caps:
-        # the dip lies CAP_MIN_DEPTH_S or more below its cap
         cap_at = np.interp(z0, z, cap)
         top = float(cap_at.max()) - CAP_MIN_DEPTH_S
         if top <= float(a_z.min()):
@@ -415,24 +449,20 @@ def _v_fit(zu, a_z, t_loc, sz_mm, w_onset=2.0, t_it_all=None, ext_slices=0):
         for c in np.linspace(float(a_z.min()), top, 16):
             pred = np.minimum(c + dist, cap)
             capped = pred >= cap
-            # arms seen on both sides: capped slices whose arrival is up near the cap
             arm = capped & (a_z >= 0.5 * (c + cap))
-            both = ((arm & (off < 0)[:, None, :]).sum(axis=2) >= n_arm) & \
-                ((arm & (off > 0)[:, None, :]).sum(axis=2) >= n_arm)
-            # ... and is seen: 3 slices or more below the cap, on average by a quarter of the
-            # dip's depth at least
-            dip = ~capped
-            n_dip = dip.sum(axis=2)
-            below = ((cap - a_z) * dip).sum(axis=2) / np.maximum(n_dip, 1)
+            both = ((arm & left).sum(axis=2) >= n_arm) & ((arm & right).sum(axis=2) >= n_arm)
+            n_dip = (~capped).sum(axis=2)
+            below = ((cap - a_z) * ~capped).sum(axis=2) / np.maximum(n_dip, 1)
             ok = both & (n_dip >= 3) & (below > 0.25 * (cap_at - c)[:, None]) & \
                 (c <= cap_at - CAP_MIN_DEPTH_S)[:, None]
+            if not ok.any():
+                continue
             cc = np.abs(a_z - pred).sum(axis=2) + w_onset * np.abs(c - t_at)[:, None]
             cc = np.where(ok, cc, np.inf)
             i, j = np.unravel_index(int(np.argmin(cc)), cc.shape)
-            if cc[i, j] < best - 1e-9:
-                best, z_apex, t_apex = float(cc[i, j]), float(z0[i]), float(c)
-    edge = int(np.argmin(np.abs(z - z_apex)))
-    return z_apex, t_apex, edge
+            if best is None or cc[i, j] < best[0]:
+                best = (float(cc[i, j]), float(z0[i]), float(c))
+    return best
 
 
 #: how fast (per mm) a draining vein's log density may fall away from its fistula
@@ -860,14 +890,12 @@ def score(c: Defect) -> float:
     return s
 
 
-#: Platt scaling (a, b, c) of :func:`score` and the ambiguity (how close the next-best call
-#: at another level came, 0..1) into the probability that the top call is right:
-#: ``1 / (1 + exp(-(a * score + b + c * ambiguity)))``. ``a, b`` were fitted with
-#: ``benchmarks/sweep.py --fit-calibration`` on 60 random 1 mm phantoms (seeds 140-199, tuning
-#: seeds, never part of the accuracy sweep at 10000+) before the score's fistula-delay term
-#: changed; ``c = -2`` is the hand-set ambiguity term it had then. A refit on those seeds now
-#: gives a negative ``a`` from 6 wrong calls of 38 (the score does not separate right from
-#: wrong calls; see docs/sweep): it was not pasted in. Refit on seeds of their own.
+#: Platt scaling of :func:`score` and the ambiguity (how close the next-best call at another
+#: level came, 0..1) into the probability that the top call is right:
+#: ``1 / (1 + exp(-(a * score + b[group] + c * ambiguity)))``, with an offset ``b`` per group of
+#: calls (:func:`calibration_group`). Fitted with ``benchmarks/sweep.py --fit-calibration`` on
+#: random 1 mm phantoms of seeds of their own (never the accuracy sweep's 10000+ nor the tuning
+#: seeds 140-199).
 CALIBRATION = {"a": 0.449, "c": -2.0,
                "b": {"ventral_tear": -1.438, "dorsal_tear": -1.438,
                      "nerve_root_sleeve": -1.438, "csf_venous_fistula": -1.438}}
