@@ -340,3 +340,19 @@ def test_calibration_groups_and_offsets(monkeypatch):
     assert dt.calibrate(1.0, 0.0, "csf_venous_fistula") == pytest.approx(1 / (1 + math.exp(-2.0)))
     assert dt.calibrate(0.0, 0.5, "csf_venous_fistula") == pytest.approx(0.5)
     assert dt.calibrate(0.0, 0.0, "no such group") == pytest.approx(0.5)     # the mean offset
+
+
+def test_defects_are_ranked_by_calibrated_confidence(monkeypatch):
+    # a fistula scoring a little below a ventral tear, in a group whose calls are right far more
+    # often: it is the more probable defect and comes first
+    tear = _cand("T3", "ventral", kind="dural_tear", component=1)
+    cvf = _cand("T10", "right", kind="csf_venous_fistula", component=2)
+    scores = {id(tear): 3.0, id(cvf): 2.5}
+    monkeypatch.setattr(dt, "is_leak", lambda c, cands=(): True)
+    monkeypatch.setattr(dt, "score", lambda c: scores[id(c)])
+    monkeypatch.setattr(dt, "CALIBRATION", {"a": 0.2, "c": 0.0,
+                                            "b": {"ventral_tear": -1.0, "csf_venous_fistula": 1.0}})
+    defects, ranked = dt.rank([tear, cvf])
+    assert [d.level for d in defects] == ["T10", "T3"]
+    assert defects[0].confidence > defects[1].confidence
+    assert ranked[:2] == defects
