@@ -274,7 +274,9 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
     ambiguity : (N,) or None, how close the next-best call came (``evidence['ambiguity']``)
     groups : (N,) of str or None; with them ``b`` is an offset per group (the common offset
         plus a deviation per group, the deviations held to it by a ridge ``l2_group``: a group
-        with few calls stays near the common offset)
+        with few calls stays near the common offset). Both ridges act on the *mean*
+        log-likelihood: how hard a group is held depends on its share of the calls, not on
+        their number (a larger sweep with the same shares holds it as hard)
 
     Returns
     -------
