@@ -451,8 +451,9 @@ def _capped_dip(a_z, z, z0, t_at, sz_mm, caps, w_onset):
             capped = pred >= cap
             arm = capped & (a_z >= 0.5 * (c + cap))
             both = ((arm & left).sum(axis=2) >= n_arm) & ((arm & right).sum(axis=2) >= n_arm)
-            n_dip = (~capped).sum(axis=2)
-            below = ((cap - a_z) * ~capped).sum(axis=2) / np.maximum(n_dip, 1)
+            dip = ~capped
+            n_dip = dip.sum(axis=2)
+            below = ((cap - a_z) * dip).sum(axis=2) / np.maximum(n_dip, 1)
             ok = both & (n_dip >= 3) & (below > 0.25 * (cap_at - c)[:, None]) & \
                 (c <= cap_at - CAP_MIN_DEPTH_S)[:, None]
             if not ok.any():
@@ -619,12 +620,13 @@ def find_candidates(v: Voxels):
             # the density apex first; the timing's own onsets stay as alternatives (the apex
             # of a vein blurred by motion or streaks can be off)
             onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))] + list(onsets_idx)
+        half = max(2, int(round(12.0 / sz)))      # slices either side of an onset's slice
         for rank, oi in enumerate(onsets_idx):
             onset = float(a_z[oi])
             onset_cost = float(cost[oi])
             # the earliest voxels near this onset's slice
             zc = zu[oi]
-            win = use & (np.abs(zz - zc) <= max(2, int(round(12.0 / sz))))
+            win = use & (np.abs(zz - zc) <= half)
             tol = max(1.0, 0.15 * interval_s)
             early = win & (arr <= onset + tol)
             if early.sum() < 1:
@@ -633,7 +635,7 @@ def find_candidates(v: Voxels):
             z_c = float(np.average(zz[early], weights=w))
             if apex is not None and rank == 0:
                 z_c, onset = float(z_apex), float(min(onset, t_apex))
-            win_d = fin & (np.abs(zz - z_dens) <= max(2, int(round(12.0 / sz)))) \
+            win_d = fin & (np.abs(zz - z_dens) <= half) \
                 if z_dens is not None and rank == 0 else None
             if win_d is not None and win_d.any():
                 win = win_d
