@@ -562,7 +562,7 @@ def half_rise_time(curves, times_s):
 
 
 def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices=1.0,
-             min_peak_hu=60.0, bin_mm=1.5, slack_s=3.0):
+             min_peak_hu=60.0, bin_mm=1.5, slack_s=3.0, half_rise_s=None):
     """How late each voxel fills compared with the sac at its slice and height along gravity.
 
     Contrast is heavier than CSF and layers: the dependent part of the sac fills first. The
@@ -584,6 +584,9 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
     z_sigma_slices : float, smoothing of the reference curves along z
     bin_mm : float, height resolution of the reference
     slack_s : float, s; how much later than the heights above it a height's reference may fill
+    half_rise_s : ndarray, shape (Z, Y, X), s, or None; when each voxel reached half its peak
+        (:func:`leakloc.kernels.half_rise` of ``enh_passes`` and ``peak_hu``); computed here
+        with :func:`half_rise_time` when None
 
     Returns
     -------
@@ -636,9 +639,12 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
     nref = ref / np.where(mx > SAC_ENH_HU * 0.5, mx, np.nan)[None]          # (P, Z, H)
     st = np.asarray(slice_times_s, dtype=np.float32)
     t_ref = half_rise_time(list(nref), [st[k][:, None] for k in range(p)])  # (Z, H)
-    inv = (1.0 / np.maximum(peak_hu, 1.0)).astype(np.float32)
-    t_vox = half_rise_time([np.asarray(e, dtype=np.float32) * inv for e in enh_passes],
-                           [st[k][:, None, None] for k in range(p)])
+    if half_rise_s is None:
+        inv = (1.0 / np.maximum(peak_hu, 1.0)).astype(np.float32)
+        t_vox = half_rise_time([np.asarray(e, dtype=np.float32) * inv for e in enh_passes],
+                               [st[k][:, None, None] for k in range(p)])
+    else:
+        t_vox = half_rise_s
     # where the sac itself reached half its peak only in the last pass, there is no time
     # course to compare with: no lag is measured there
     t_ref = np.where(t_ref > st[-1][:, None] - 0.5, np.nan, t_ref)
@@ -726,7 +732,8 @@ def coupling_tolerance_s(slice_times_s):
 
 def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, direction, z_mm,
                   centre_yx, patient_position="", labelmap=None, top_vertebra=None,
-                  full_shape=None, roi_yx=(0, None, 0, None), shell_mm=25.0, reached=None):
+                  full_shape=None, roi_yx=(0, None, 0, None), shell_mm=25.0, reached=None,
+                  half_rise_s=None):
     """Canal, sac, epidural space, paraspinal shell, sectors and levels of one study.
 
     Works on a region of interest around the canal; the returned masks are on the full grid.
@@ -743,6 +750,8 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
     top_vertebra : str or None
     full_shape : (Z, Y, X) of the full grid; roi_yx : (y0, y1, x0, x1) of the ROI in it
     reached : ndarray, shape (Z,), bool, or None; slices where ``centre_yx`` came from contrast
+    half_rise_s : ndarray, shape (Z, Y, X), s, or None; when each voxel reached half its peak
+        (see :func:`coupling`)
 
     Returns
     -------
@@ -806,6 +815,7 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
     height = dy * np.float32(dep[0]) + dx * np.float32(dep[1])
     tol_s = coupling_tolerance_s(slice_times_s)
     lag, reached, lag_tol = coupling(enh_passes, peak_hu, core, height, slice_times_s,
+                                     half_rise_s=half_rise_s,
                                      z_sigma_slices=sigma / 4, slack_s=tol_s)
     del height
     coupled = (peak_hu >= SAC_ENH_HU * 0.5) & (np.abs(np.nan_to_num(lag, nan=99.0)) < lag_tol)

@@ -174,7 +174,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     from leakloc import kinetics as kn
     from leakloc import plan as pl
     from leakloc import streaks as sk
-    from leakloc.kernels import region_stats, stream_phase
+    from leakloc.kernels import half_rise, region_stats, stream_phase
 
     timings = {}
     t0 = time.perf_counter()
@@ -280,10 +280,14 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
                 v = io.apply_rigid(v, grid.spacing_mm, m2, order="bspline")
         rois.append(np.ascontiguousarray(ndimage.gaussian_filter(v, sig)))
     del first_roi
-    stack_min = np.minimum.reduce(rois)
+    # (pairwise, in place: ``np.minimum.reduce(rois)`` would first stack every pass into one array)
+    stack_min = rois[0].copy()
+    stack_max = rois[0].copy()
+    for r_ in rois[1:]:
+        np.minimum(stack_min, r_, out=stack_min)
+        np.maximum(stack_max, r_, out=stack_max)
     # a pre-contrast first pass: nothing in it is denser than the temporal minimum + noise
     # ... judged in the contrast column near the canal centre, away from bone edges
-    stack_max = np.maximum.reduce(rois)
     # ... within COLUMN_MM (COLUMN_MOVED_MM) of the slice's coarse centre, opened by a disk of
     # radius 1.5 mm (the column of fluid, not thin rims where bone edges moved a fraction of a
     # voxel)
@@ -353,6 +357,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     for i in range(n):
         np.subtract(enh[i], base_enh, out=enh[i])
     del rois
+    # ... and when each voxel reached half its peak (the anatomy's coupling to the sac)
+    t_half = half_rise(enh, peak, st)
     timings["kernels_voxel"] = time.perf_counter() - t2
 
     # 4. anatomy
@@ -363,7 +369,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     anat = an.build_anatomy(baseline, peak, enh, st, grid.spacing_mm, grid.direction, z_mm,
                             centre_roi, series.patient_position, labelmap=lab_roi,
                             top_vertebra=top_vertebra, full_shape=grid.shape_zyx,
-                            roi_yx=(y0, y1, x0, x1), reached=reached)
+                            roi_yx=(y0, y1, x0, x1), reached=reached, half_rise_s=t_half)
+    del t_half
     comp = np.ascontiguousarray(anat.compartments[:, y0:y1, x0:x1])
     sect = np.ascontiguousarray(anat.sectors[:, y0:y1, x0:x1])
     timings["anatomy"] = time.perf_counter() - t3

@@ -206,15 +206,26 @@ def find_streaks(slabs, centre_yx, spacing_yx_mm, block_yx, motion_mm: float = 0
     w_thin = max(1, int(round(THIN_MM / rho_step)))
     w_half = max(1, int(round(HALF_WIDTH_MM / rho_step)))
     d_ang = int(round(4.0 / ANGLE_STEP_DEG))
-    for p in range(n):
-        diff = np.clip(stack[p] - ref, -CLIP_HU, CLIP_HU).astype(np.float32)
-        sums, counts = line_sums(np.ascontiguousarray(diff), mask, angles, origin, step, rho_min,
+    # the passes' differences from the median, in place of the stack (P slabs' worth of memory)
+    diff = stack
+    diff -= ref[None]
+    np.clip(diff, -CLIP_HU, CLIP_HU, out=diff)
+    # a few slabs at a time: the line sums of all passes at once (each pixel's bins found once)
+    # without holding every slab's sums
+    chunk = 4
+    for s0 in range(0, n_s, chunk):
+        s1 = min(n_s, s0 + chunk)
+        sums, counts = line_sums(np.ascontiguousarray(diff[:, s0:s1]),
+                                 np.ascontiguousarray(mask[s0:s1]), angles, origin, step, rho_min,
                                  rho_step, n_rho)
+        enough = counts >= min_count
         with np.errstate(invalid="ignore", divide="ignore"):
-            m = np.where(counts >= min_count, sums / counts, np.nan)
-        for s in range(n_s):
-            out[p].extend(_lines_of_slab(m[s], diff[s], mask[s], yy, xx, p, s, angles, rho,
-                                         w_thin, w_half, d_ang, min_count, (cy[s], cx[s])))
+            m = np.where(enough[None], sums / counts[None], np.nan)
+        for p in range(n):
+            for s in range(s0, s1):
+                out[p].extend(_lines_of_slab(m[p, s - s0], diff[p, s], mask[s], yy, xx, p, s,
+                                             angles, rho, w_thin, w_half, d_ang, min_count,
+                                             (cy[s], cx[s])))
     return out
 
 

@@ -101,20 +101,39 @@ def label_regions(compartments, sectors, slice_level, n_levels, n_sectors=4, n_c
     return np.where((compartments == 0) | (lev < 0), -1, reg).astype(np.int32)
 
 
-def line_sums(image, mask, angles_rad, origin_mm, step_mm, rho_min_mm, rho_step_mm, n_rho):
-    """``leakloc.kernels.line_sums`` one angle at a time with ``np.add.at``."""
-    n_s, n_y, n_x = image.shape
+def line_sums(images, mask, angles_rad, origin_mm, step_mm, rho_min_mm, rho_step_mm, n_rho):
+    """``leakloc.kernels.line_sums`` one image and angle at a time with ``np.add.at``."""
+    n_p, n_s, n_y, n_x = images.shape
     y = origin_mm[0] + np.arange(n_y) * step_mm[0]
     x = origin_mm[1] + np.arange(n_x) * step_mm[1]
     yy, xx = np.meshgrid(y, x, indexing="ij")
-    sums = np.zeros((n_s, len(angles_rad), n_rho))
-    counts = np.zeros_like(sums)
+    sums = np.zeros((n_p, n_s, len(angles_rad), n_rho))
+    counts = np.zeros((n_s, len(angles_rad), n_rho))
     for s in range(n_s):
         m = mask[s] != 0
         for a, th in enumerate(angles_rad):
             r = np.floor((xx[m] * np.cos(th) + yy[m] * np.sin(th) - rho_min_mm) / rho_step_mm
                          + 0.5).astype(np.int64)
             ok = (r >= 0) & (r < n_rho)
-            np.add.at(sums[s, a], r[ok], image[s][m][ok].astype(np.float64))
             np.add.at(counts[s, a], r[ok], 1.0)
+            for p in range(n_p):
+                np.add.at(sums[p, s, a], r[ok], images[p, s][m][ok].astype(np.float64))
     return sums, counts
+
+
+def half_rise(enh_passes, peak_hu, slice_times_s):
+    """``leakloc.kernels.half_rise`` voxel by voxel, pass by pass."""
+    out = np.full(peak_hu.shape, np.nan, dtype=np.float32)
+    for idx in np.ndindex(*peak_hu.shape):
+        peak = max(float(peak_hu[idx]), 1.0)
+        c = [float(e[idx]) / peak for e in enh_passes]
+        t = [float(slice_times_s[k, idx[0]]) for k in range(len(enh_passes))]
+        for j in range(len(c)):
+            if c[j] >= 0.5:
+                if j == 0:
+                    out[idx] = t[0]
+                else:
+                    f = (0.5 - c[j - 1]) / (c[j] - c[j - 1])
+                    out[idx] = t[j - 1] + f * (t[j] - t[j - 1])
+                break
+    return out

@@ -331,6 +331,50 @@ def test_stream_phase_rejects_region_ids_out_of_range_and_readonly_state():
 
 
 # --------------------------------------------------------------------------------------------
+# half_rise
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed, p", [(0, 1), (1, 2), (2, 5)])
+def test_half_rise_matches_naive_random(seed, p):
+    rng = np.random.default_rng(seed)
+    shape = (4, 5, 6)
+    # rising, falling and noisy curves; peaks below 1 HU and zero
+    enh = [rng.normal(60.0 * k, 80.0, shape).astype(np.float32) for k in range(p)]
+    peak = np.maximum.reduce(enh).astype(np.float32)
+    peak.flat[:3] = [0.0, -5.0, 0.5]
+    st = np.sort(rng.uniform(0, 100, (p, shape[0])), axis=0)
+    got = K.half_rise(enh, peak, st)
+    want = naive.half_rise(enh, peak, st)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+def test_half_rise_edge_cases():
+    st = np.array([[0.0, 1.0], [10.0, 11.0], [20.0, 21.0]])
+    z = np.zeros((2, 1, 3), np.float32)
+    e0, e1, e2 = z.copy(), z.copy(), z.copy()
+    peak = np.full(z.shape, 100.0, np.float32)
+    e0[0, 0, 0] = 60.0                       # above one half in the first pass: its time
+    e1[0, 0, 1] = 100.0                      # 0 -> 100 HU: halfway between passes 0 and 1
+    e1[1, 0, 1] = 40.0
+    e2[1, 0, 1] = 60.0                       # 40 -> 60: halfway between passes 1 and 2 (slice 1)
+    e2[0, 0, 2] = 50.0                       # exactly one half in the last pass
+    got = K.half_rise([e0, e1, e2], peak, st)
+    assert got[0, 0, 0] == 0.0
+    assert got[0, 0, 1] == pytest.approx(5.0)
+    assert got[1, 0, 1] == pytest.approx(16.0)
+    assert got[0, 0, 2] == pytest.approx(20.0)
+    assert np.isnan(got[1, 0, 0]) and np.isnan(got[1, 0, 2])
+    with pytest.raises(TypeError, match=r"enh_passes\[1\] must have dtype float32"):
+        K.half_rise([e0, e1.astype(np.float64)], peak, st[:2])
+    with pytest.raises(ValueError, match="slice_times_s must have shape"):
+        K.half_rise([e0, e1], peak, st)
+    with pytest.raises(ValueError, match="at least one pass"):
+        K.half_rise([], peak, st)
+
+
+# --------------------------------------------------------------------------------------------
 # threshold_arrival
 # --------------------------------------------------------------------------------------------
 
@@ -414,38 +458,46 @@ def test_zero_slices_and_zero_regions():
 # line_sums
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed, step", [(0, (1.0, 1.0)), (1, (0.7, 1.3))])
-def test_line_sums_matches_naive_random(seed, step):
+@pytest.mark.parametrize("seed, step, n_img", [(0, (1.0, 1.0), 1), (1, (0.7, 1.3), 3)])
+def test_line_sums_matches_naive_random(seed, step, n_img):
     rng = np.random.default_rng(seed)
-    img = rng.normal(0, 30, (3, 17, 23)).astype(np.float32)
-    mask = (rng.random(img.shape) < 0.6).astype(np.uint8)
+    img = rng.normal(0, 30, (n_img, 3, 17, 23)).astype(np.float32)
+    mask = (rng.random(img.shape[1:]) < 0.6).astype(np.uint8)
     ang = np.deg2rad(np.arange(0.0, 180.0, 7.5))
     args = (ang, (0.3, -1.2), step, -30.0, 1.0, 61)
     got = K.line_sums(img, mask, *args)
     want = naive.line_sums(img, mask, *args)
+    assert got[0].shape == (n_img, 3, len(ang), 61) and got[1].shape == (3, len(ang), 61)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-9)
     np.testing.assert_array_equal(got[1], want[1])
     # every masked pixel lands in exactly one bin of every angle (the range covers the image)
     np.testing.assert_array_equal(got[1].sum(axis=2), mask.sum(axis=(1, 2))[:, None]
                                   * np.ones(len(ang)))
+    # each image's sums are those of that image alone
+    one = K.line_sums(np.ascontiguousarray(img[-1:]), mask, *args)
+    np.testing.assert_array_equal(one[0][0], got[0][-1])
 
 
 def test_line_sums_edge_cases():
-    img = np.zeros((2, 4, 4), np.float32)
-    img[:, 1, :] = 5.0                       # a horizontal line y = 1 mm
-    mask = np.ones(img.shape, np.uint8)
+    img = np.zeros((2, 2, 4, 4), np.float32)
+    img[0, :, 1, :] = 5.0                    # image 0: a horizontal line y = 1 mm
+    img[1] = -1.0                            # image 1: uniform
+    mask = np.ones(img.shape[1:], np.uint8)
     mask[1] = 0                              # an empty slab
     ang = np.array([0.0, np.pi / 2])
     s, c = K.line_sums(img, mask, ang, (0.0, 0.0), (1.0, 1.0), 0.0, 1.0, 3)
     # angle 90 deg: rho = y; bin 1 holds the 4 pixels of the line, bin 3 (y = 3) falls outside
-    np.testing.assert_array_equal(s[0, 1], [0.0, 20.0, 0.0])
+    np.testing.assert_array_equal(s[0, 0, 1], [0.0, 20.0, 0.0])
     np.testing.assert_array_equal(c[0, 1], [4.0, 4.0, 4.0])
-    np.testing.assert_array_equal(s[1], 0.0)
+    np.testing.assert_array_equal(s[:, 1], 0.0)
     np.testing.assert_array_equal(c[1], 0.0)
     # angle 0: rho = x; every column holds one pixel of the line
-    np.testing.assert_array_equal(s[0, 0], [5.0, 5.0, 5.0])
-    with pytest.raises(TypeError, match="image must have dtype float32"):
+    np.testing.assert_array_equal(s[0, 0, 0], [5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(s[1, 0, 0], [-4.0, -4.0, -4.0])
+    with pytest.raises(TypeError, match="images must have dtype float32"):
         K.line_sums(img.astype(np.float64), mask, ang, (0, 0), (1, 1), 0.0, 1.0, 3)
+    with pytest.raises(ValueError, match="images must be 4-D"):
+        K.line_sums(img[0], mask, ang, (0, 0), (1, 1), 0.0, 1.0, 3)
     with pytest.raises(ValueError, match="mask must have shape"):
         K.line_sums(img, mask[:, :2], ang, (0, 0), (1, 1), 0.0, 1.0, 3)
     with pytest.raises(ValueError, match="rho_step_mm must be finite"):

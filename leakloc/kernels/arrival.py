@@ -1,10 +1,10 @@
-"""Threshold-crossing arrival times of small sets of curves (e.g. per-level mean enhancement)."""
+"""Threshold-crossing arrival times: of small sets of curves (e.g. per-level mean enhancement) and per voxel (half its peak)."""
 from __future__ import annotations
 
 import numpy as np
 
 from leakloc.kernels import _checks
-from leakloc.kernels._options import JIT, njit
+from leakloc.kernels._options import JIT, JIT_PARALLEL, njit, prange
 
 
 @njit(**JIT)
@@ -55,4 +55,60 @@ def threshold_arrival(curves, times_s, threshold) -> np.ndarray:
     threshold = _checks.real("threshold", threshold)
     out = np.empty(curves.shape[0], dtype=np.float64)
     _threshold_arrival(curves, times_s, threshold, out)
+    return out
+
+
+@njit(**JIT_PARALLEL)
+def _half_rise_step(out, prev, cur, inv_peak, t_prev, t_cur, first):
+    nz, ny, nx = cur.shape
+    for z in prange(nz):
+        tp = t_prev[z]
+        tc = t_cur[z]
+        for y in range(ny):
+            for x in range(nx):
+                if out[z, y, x] == out[z, y, x]:      # already reached one half
+                    continue
+                c = cur[z, y, x] * inv_peak[z, y, x]
+                if c < 0.5:
+                    continue
+                if first:
+                    out[z, y, x] = tc
+                    continue
+                # the previous pass was below one half (else the voxel is set): c > pc
+                pc = prev[z, y, x] * inv_peak[z, y, x]
+                f = min(max((0.5 - pc) / (c - pc), 0.0), 1.0)
+                out[z, y, x] = tp + f * (tc - tp)
+
+
+def half_rise(enh_passes, peak_hu, slice_times_s) -> np.ndarray:
+    """When each voxel's enhancement first reaches half its peak, interpolated between passes.
+
+    A voxel's curve is its enhancement over ``max(peak_hu, 1)``. At the first pass ``j`` where
+    it is ``>= 0.5`` the time is the pass's slice time when ``j == 0``, else
+    ``t[j-1] + f * (t[j] - t[j-1])`` with ``f = (0.5 - c[j-1]) / (c[j] - c[j-1])``. One pass over the passes, parallel over slices, no
+    temporaries of the volume's size.
+
+    Parameters
+    ----------
+    enh_passes : sequence of P ndarrays of float32, shape (Z, Y, X), C-contiguous; HU
+    peak_hu : ndarray of float32, shape (Z, Y, X), C-contiguous; peak enhancement, HU
+    slice_times_s : ndarray of float64, shape (P, Z); acquisition time of each slice, s
+
+    Returns
+    -------
+    ndarray of float32, shape (Z, Y, X); s, NaN where the curve never reaches one half
+    """
+    p = len(enh_passes)
+    if p < 1:
+        raise ValueError("enh_passes must hold at least one pass")
+    _checks.array("peak_hu", peak_hu, np.float32, 3)
+    for k, e in enumerate(enh_passes):
+        _checks.array(f"enh_passes[{k}]", e, np.float32, 3, peak_hu.shape)
+    st = _checks.array("slice_times_s", np.ascontiguousarray(slice_times_s), np.float64, 2,
+                       (p, peak_hu.shape[0]))
+    inv = (np.float32(1.0) / np.maximum(peak_hu, np.float32(1.0))).astype(np.float32)
+    out = np.full(peak_hu.shape, np.nan, dtype=np.float32)
+    for k in range(p):
+        prev = enh_passes[k - 1] if k else enh_passes[0]
+        _half_rise_step(out, prev, enh_passes[k], inv, st[k - 1] if k else st[0], st[k], k == 0)
     return out
