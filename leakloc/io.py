@@ -1353,7 +1353,7 @@ def estimate_rigid(fixed: np.ndarray, moving: np.ndarray, spacing_mm, *, shrink=
                    bone_hu: float = 300.0, margin_mm: float = 4.0,
                    clip_hu=(-200.0, 1500.0), target_mm: float = 2.0,
                    max_voxels: int = 1_500_000, iterations: int = 120,
-                   seed: int = 20240601) -> RigidMotion:
+                   seed: int = 20240601, valid=None) -> RigidMotion:
     """Rigid motion of ``moving`` relative to ``fixed`` (two passes of one grid).
 
     Bone drives the fit: intensities are clipped to ``clip_hu`` and the metric (mean squares) is
@@ -1384,6 +1384,9 @@ def estimate_rigid(fixed: np.ndarray, moving: np.ndarray, spacing_mm, *, shrink=
         Optimizer iterations per resolution level.
     seed : int
         Metric sampling seed (the result is reproducible).
+    valid : ndarray of bool, shape (Z, Y, X), optional
+        Voxels where both passes hold data (e.g. not filled in where a resampled pass did not
+        reach); the metric ignores the others.
 
     Returns
     -------
@@ -1412,6 +1415,13 @@ def estimate_rigid(fixed: np.ndarray, moving: np.ndarray, spacing_mm, *, shrink=
     mask = sitk.BinaryThreshold(fimg, float(bone_hu), 1e9, 1, 0)
     rad = [max(1, int(round(margin_mm / s))) for s in sp]
     mask = sitk.BinaryDilate(mask, rad)
+    if valid is not None:
+        if np.shape(valid) != fixed.shape:
+            raise InputError(f"motion: valid mask shape {np.shape(valid)} != {fixed.shape}")
+        vimg = _motion_image(np.asarray(valid, np.float32), spacing_mm, "valid")
+        if any(v > 1 for v in f):
+            vimg = sitk.BinShrink(vimg, list(f))
+        mask = sitk.And(mask, sitk.BinaryThreshold(vimg, 0.999, 2.0, 1, 0))
     use_mask = int(sitk.GetArrayViewFromImage(mask).sum()) >= 500
     lo, hi = (float(v) for v in clip_hu)
     fimg = sitk.Clamp(fimg, sitk.sitkFloat32, lo, hi)

@@ -161,6 +161,18 @@ def _say(progress, msg):
         progress(msg)
 
 
+def _fill_missing(v, ref, missing=None):
+    """Voxels of a resampled pass with no data (NaN) take ``ref``'s values, in place.
+
+    Returns ``missing`` (bool, the shape of ``v``, or None) or-ed with those voxels.
+    """
+    bad = np.isnan(v)
+    if not bad.any():
+        return missing
+    v[bad] = ref[bad]
+    return bad if missing is None else missing | bad
+
+
 def _check_finite(vol, series, i):
     if not np.isfinite(vol).all():
         src = series.phases[i].source or f"phase {i}"
@@ -258,28 +270,40 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     t1 = time.perf_counter()
     sig = (0.0, SMOOTH_MM / sy, SMOOTH_MM / sx)
     rois = []
-    first_roi = None
+    first_roi = uncovered = None
     for i in range(n):
         _say(progress, f"read pass {i + 1}/{n}")
         v = series.phase(i)
         if motions[i] is not None:
             # (cubic: linear interpolation blurs thin oblique bone, which then shows as contrast
-            # against the sharp first pass)
-            v = io.apply_rigid(v, grid.spacing_mm, motions[i], order="bspline")
+            # against the sharp first pass; NaN: no data where the moved pass did not reach)
+            v = io.apply_rigid(v, grid.spacing_mm, motions[i], order="bspline",
+                               default_hu=np.nan)
         v = np.ascontiguousarray(v[:, y0:y1, x0:x1], dtype=np.float32)
         v = sk.remove(v, streaks[i], slab_of_slice, (y0, x0), (sy, sx))
         if i == 0 and moved:
             first_roi = v
         elif motions[i] is not None:
+            # where the moved pass did not reach (the ends of the scan, the edge of its field)
+            # there are no data: the first pass stands in (for the registration below), and
+            # those voxels are made the same in every pass after the loop
+            uncovered = _fill_missing(v, first_roi, uncovered)
             # the survey registered on a coarse grid: finish at full resolution around the
             # spine (a residual of a few tenths of a mm leaves bright rims at every bone edge)
             _say(progress, f"refine registration of pass {i + 1}/{n}")
             m2 = io.estimate_rigid(first_roi, v, grid.spacing_mm, shrink=(1, 1, 1),
-                                   iterations=60)
+                                   iterations=60,
+                                   valid=None if uncovered is None else ~uncovered)
             if m2.max_displacement_mm > MOTION_CHECK_MM:
-                v = io.apply_rigid(v, grid.spacing_mm, m2, order="bspline")
+                v = io.apply_rigid(v, grid.spacing_mm, m2, order="bspline", default_hu=np.nan)
+                uncovered = _fill_missing(v, first_roi, uncovered)
         rois.append(np.ascontiguousarray(ndimage.gaussian_filter(v, sig)))
     del first_roi
+    if uncovered is not None:
+        # no change over time where any pass has no data: nothing is measured there
+        for r_ in rois[1:]:
+            r_[uncovered] = rois[0][uncovered]
+        del uncovered
     # (pairwise, in place: ``np.minimum.reduce(rois)`` would first stack every pass into one array)
     stack_min = rois[0].copy()
     stack_max = rois[0].copy()
@@ -321,11 +345,13 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     opaque &= ndimage.binary_dilation(col, structure=np.ones((1, 3, 3), bool))
     # where the first pass holds no contrast it is the baseline (one sample: no bias from taking
     # the minimum of several noisy ones); the first pass of an opaque voxel holds contrast
-    # (after motion, a resampled pass is softer than the sharp first pass at every bone edge:
-    # the first pass is clear where a neighbour's minimum explains it)
-    ref = ndimage.maximum_filter(stack_min, size=3) if moved else stack_min
-    first_clear = ((rois[0] - ref) < CHANGING_HU / 4) & ~opaque
-    del ref
+    if moved:
+        # ... and after motion the first pass is the baseline wherever it is not opaque: it is
+        # the one pass not resampled, and the minimum of resampled passes undershoots every
+        # bone edge (the first pass would then show "contrast" there)
+        first_clear = ~opaque
+    else:
+        first_clear = ((rois[0] - stack_min) < CHANGING_HU / 4) & ~opaque
     baseline = np.where(opaque, np.float32(WATER_HU), stack_min)
     baseline = np.where(first_clear, rois[0], baseline).astype(np.float32)
     del first_clear

@@ -186,3 +186,19 @@ def test_for_crop_is_the_same_physical_motion(fixed):
     assert np.allclose(crop[inner], full[z0:, y0:, x0:][inner], atol=1e-3)
     wrong = apply_rigid(moving[z0:, y0:, x0:], SPACING, m)   # forgetting for_crop is visible
     assert np.abs(wrong[inner] - full[z0:, y0:, x0:][inner]).max() > 100.0
+
+
+def test_valid_mask_keeps_filled_in_voxels_out_of_the_metric(fixed):
+    # a resampled pass has no data where it did not reach; filled in with the fixed pass's values
+    # there, those voxels say "no motion" and pull the fit towards it unless left out
+    moving = _moved_spine((0.0, 0.0, 0.0), (3.0, -2.0, 0.0), seed=6)
+    filled = np.zeros(SHAPE, bool)
+    filled[: SHAPE[0] // 2] = True
+    moving[filled] = fixed[filled]
+    m = estimate_rigid(fixed, moving, SPACING, valid=~filled)
+    assert np.abs(m.translation_mm - (3.0, -2.0, 0.0)).max() < 0.5
+    biased = estimate_rigid(fixed, moving, SPACING)
+    assert np.abs(biased.translation_mm - (3.0, -2.0, 0.0)).max() > \
+        np.abs(m.translation_mm - (3.0, -2.0, 0.0)).max()
+    with pytest.raises(InputError, match="valid mask shape"):
+        estimate_rigid(fixed, moving, SPACING, valid=filled[:-1])
