@@ -644,6 +644,9 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
         t_vox = half_rise_time([np.asarray(e, dtype=np.float32) * inv for e in enh_passes],
                                [st[k][:, None, None] for k in range(p)])
     else:
+        if np.shape(half_rise_s) != np.shape(peak_hu):
+            raise ValueError(f"half_rise_s must have shape {np.shape(peak_hu)}, "
+                             f"got {np.shape(half_rise_s)}")
         t_vox = half_rise_s
     # where the sac itself reached half its peak only in the last pass, there is no time
     # course to compare with: no lag is measured there

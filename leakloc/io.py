@@ -1421,8 +1421,13 @@ def estimate_rigid(fixed: np.ndarray, moving: np.ndarray, spacing_mm, *, shrink=
         vimg = _motion_image(np.asarray(valid, np.float32), spacing_mm, "valid")
         if any(v > 1 for v in f):
             vimg = sitk.BinShrink(vimg, list(f))
-        mask = sitk.And(mask, sitk.BinaryThreshold(vimg, 0.999, 2.0, 1, 0))
-    use_mask = int(sitk.GetArrayViewFromImage(mask).sum()) >= 500
+        vmask = sitk.BinaryThreshold(vimg, 0.999, 2.0, 1, 0)
+        both = sitk.And(mask, vmask)
+        # (too little bone with data: all the voxels with data, never all the voxels)
+        mask = both if int(sitk.GetArrayViewFromImage(both).sum()) >= 500 else vmask
+        use_mask = True
+    else:
+        use_mask = int(sitk.GetArrayViewFromImage(mask).sum()) >= 500
     lo, hi = (float(v) for v in clip_hu)
     fimg = sitk.Clamp(fimg, sitk.sitkFloat32, lo, hi)
     mimg = sitk.Clamp(mimg, sitk.sitkFloat32, lo, hi)

@@ -345,10 +345,10 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     opaque &= ndimage.binary_dilation(col, structure=np.ones((1, 3, 3), bool))
     # where the first pass holds no contrast it is the baseline (one sample: no bias from taking
     # the minimum of several noisy ones); the first pass of an opaque voxel holds contrast
-    if moved:
-        # ... and after motion the first pass is the baseline wherever it is not opaque: it is
-        # the one pass not resampled, and the minimum of resampled passes undershoots every
-        # bone edge (the first pass would then show "contrast" there)
+    if moved and pre:
+        # ... and after motion a pre-contrast first pass is the baseline wherever it is not
+        # opaque: it is the one pass not resampled, and the minimum of resampled passes
+        # undershoots every bone edge (the first pass would then show "contrast" there)
         first_clear = ~opaque
     else:
         first_clear = ((rois[0] - stack_min) < CHANGING_HU / 4) & ~opaque
@@ -476,8 +476,12 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     timings["total"] = time.perf_counter() - t0
 
     notes = list(anat.notes)
-    notes.append("baseline: per-voxel temporal minimum" + (" (the first pass is pre-contrast)"
-                 if pre else " (no pre-contrast pass found)"))
+    if moved and pre:
+        notes.append("baseline: the pre-contrast first pass (the one pass not resampled after "
+                     "motion), the per-voxel temporal minimum where it holds contrast")
+    else:
+        notes.append("baseline: per-voxel temporal minimum" + (
+            " (the first pass is pre-contrast)" if pre else " (no pre-contrast pass found)"))
     stats_out = {"mean": curves.mean, "p95": curves.pct, "n_above": curves.n_above,
                  "count": curves.count, "bin_times_s": curves.bin_times_s}
     res = Analysis(series=series, anatomy=anat, times_s=times, level_names=names,

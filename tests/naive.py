@@ -122,18 +122,20 @@ def line_sums(images, mask, angles_rad, origin_mm, step_mm, rho_min_mm, rho_step
 
 
 def half_rise(enh_passes, peak_hu, slice_times_s):
-    """``leakloc.kernels.half_rise`` voxel by voxel, pass by pass."""
+    """``leakloc.kernels.half_rise`` voxel by voxel, pass by pass (the curve in float32, as there)."""
     out = np.full(peak_hu.shape, np.nan, dtype=np.float32)
     for idx in np.ndindex(*peak_hu.shape):
-        peak = max(float(peak_hu[idx]), 1.0)
-        c = [float(e[idx]) / peak for e in enh_passes]
+        inv = np.float32(1.0) / max(np.float32(peak_hu[idx]), np.float32(1.0))
+        c = [np.float32(e[idx]) * inv for e in enh_passes]
         t = [float(slice_times_s[k, idx[0]]) for k in range(len(enh_passes))]
         for j in range(len(c)):
             if c[j] >= 0.5:
                 if j == 0:
                     out[idx] = t[0]
+                elif np.isnan(c[j - 1]):
+                    out[idx] = t[j]
                 else:
-                    f = (0.5 - c[j - 1]) / (c[j] - c[j - 1])
+                    f = (0.5 - float(c[j - 1])) / float(c[j] - c[j - 1])
                     out[idx] = t[j - 1] + f * (t[j] - t[j - 1])
                 break
     return out

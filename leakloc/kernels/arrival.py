@@ -1,4 +1,5 @@
-"""Threshold-crossing arrival times: of small sets of curves (e.g. per-level mean enhancement) and per voxel (half its peak)."""
+"""Threshold-crossing arrival times: of small sets of curves (e.g. per-level mean
+enhancement), and per voxel (when it reaches half its peak)."""
 from __future__ import annotations
 
 import numpy as np
@@ -69,13 +70,16 @@ def _half_rise_step(out, prev, cur, inv_peak, t_prev, t_cur, first):
                 if out[z, y, x] == out[z, y, x]:      # already reached one half
                     continue
                 c = cur[z, y, x] * inv_peak[z, y, x]
-                if c < 0.5:
+                if not c >= 0.5:                        # (NaN never reaches it)
                     continue
                 if first:
                     out[z, y, x] = tc
                     continue
                 # the previous pass was below one half (else the voxel is set): c > pc
                 pc = prev[z, y, x] * inv_peak[z, y, x]
+                if pc != pc:                            # no previous value: this pass's time
+                    out[z, y, x] = tc
+                    continue
                 f = min(max((0.5 - pc) / (c - pc), 0.0), 1.0)
                 out[z, y, x] = tp + f * (tc - tp)
 
@@ -85,8 +89,10 @@ def half_rise(enh_passes, peak_hu, slice_times_s) -> np.ndarray:
 
     A voxel's curve is its enhancement over ``max(peak_hu, 1)``. At the first pass ``j`` where
     it is ``>= 0.5`` the time is the pass's slice time when ``j == 0``, else
-    ``t[j-1] + f * (t[j] - t[j-1])`` with ``f = (0.5 - c[j-1]) / (c[j] - c[j-1])``. One pass over the passes, parallel over slices, no
-    temporaries of the volume's size.
+    ``t[j-1] + f * (t[j] - t[j-1])`` with ``f = (0.5 - c[j-1]) / (c[j] - c[j-1])``, or ``t[j]``
+    when ``c[j-1]`` is NaN; NaN never reaches one half. The curve is
+    ``enhancement * float32(1 / max(peak, 1))``, in float32. One kernel call per pass, parallel
+    over slices, no temporaries of the volume's size.
 
     Parameters
     ----------
