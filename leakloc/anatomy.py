@@ -585,8 +585,8 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
     bin_mm : float, height resolution of the reference
     slack_s : float, s; how much later than the heights above it a height's reference may fill
     half_rise_s : ndarray, shape (Z, Y, X), s, or None; when each voxel reached half its peak
-        (:func:`leakloc.kernels.half_rise` of ``enh_passes`` and ``peak_hu``); computed here
-        with :func:`half_rise_time` when None
+        (:func:`leakloc.kernels.half_rise` of ``enh_passes`` and ``peak_hu``, computed here
+        when None)
 
     Returns
     -------
@@ -640,14 +640,14 @@ def coupling(enh_passes, peak_hu, core, height_mm, slice_times_s, z_sigma_slices
     st = np.asarray(slice_times_s, dtype=np.float32)
     t_ref = half_rise_time(list(nref), [st[k][:, None] for k in range(p)])  # (Z, H)
     if half_rise_s is None:
-        inv = (1.0 / np.maximum(peak_hu, 1.0)).astype(np.float32)
-        t_vox = half_rise_time([np.asarray(e, dtype=np.float32) * inv for e in enh_passes],
-                               [st[k][:, None, None] for k in range(p)])
-    else:
-        if np.shape(half_rise_s) != np.shape(peak_hu):
-            raise ValueError(f"half_rise_s must have shape {np.shape(peak_hu)}, "
-                             f"got {np.shape(half_rise_s)}")
-        t_vox = half_rise_s
+        from leakloc.kernels import half_rise
+        half_rise_s = half_rise([np.ascontiguousarray(e, dtype=np.float32) for e in enh_passes],
+                                np.ascontiguousarray(peak_hu, dtype=np.float32),
+                                np.asarray(slice_times_s, dtype=np.float64))
+    elif np.shape(half_rise_s) != np.shape(peak_hu):
+        raise ValueError(f"half_rise_s must have shape {np.shape(peak_hu)}, "
+                         f"got {np.shape(half_rise_s)}")
+    t_vox = half_rise_s
     # where the sac itself reached half its peak only in the last pass, there is no time
     # course to compare with: no lag is measured there
     t_ref = np.where(t_ref > st[-1][:, None] - 0.5, np.nan, t_ref)

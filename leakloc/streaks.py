@@ -218,9 +218,10 @@ def find_streaks(slabs, centre_yx, spacing_yx_mm, block_yx, motion_mm: float = 0
         sums, counts = line_sums(np.ascontiguousarray(diff[:, s0:s1]),
                                  np.ascontiguousarray(mask[s0:s1]), angles, origin, step, rho_min,
                                  rho_step, n_rho)
-        enough = counts >= min_count
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m = np.where(enough[None], sums / counts[None], np.nan)
+        # the mean of every line, in place of its sum (NaN: too few pixels)
+        enough = np.broadcast_to(counts >= min_count, sums.shape)
+        m = np.divide(sums, counts[None], out=sums, where=enough)
+        m[~enough] = np.nan
         for p in range(n):
             for s in range(s0, s1):
                 out[p].extend(_lines_of_slab(m[p, s - s0], diff[p, s], mask[s], yy, xx, p, s,
