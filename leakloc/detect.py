@@ -689,6 +689,8 @@ def find_candidates(v: Voxels):
 #: the upper side of the sac this much denser, relative to its dependent side, than the same
 #: side a few levels away: a collection lies there (see :func:`upper_collection`)
 UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
+#: the upper side of the sac this much denser than its dependent side, at any time: a collection
+UPPER_DENSER = 1.25
 
 
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
@@ -704,7 +706,10 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     dependent side's 75th percentile enhancement is compared with the median ratio of the
     slices where the sac filled as long before (mixing goes on with that time, so the ratio
     peaks at the injection by itself); the first pass with enough excess places the defect at
-    its peak.
+    its peak. A collection over many levels fills most of the slices filled as long before and
+    hides its own excess; but free contrast sinks, so wherever the upper side's ratio to the
+    dependent side reaches UPPER_DENSER, whatever the pass, something outside the sac lies on
+    top and the densest slice places it.
 
     Returns
     -------
@@ -743,15 +748,30 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         expect = np.full(nz, np.nan)
         expect[order] = ndimage.median_filter(ratio[order], size=win, mode="nearest")
         excess = ndimage.uniform_filter1d(np.where(ok, ratio - expect, 0.0), sm, mode="nearest")
+        # the ratio itself, smoothed the same way over the slices that have one
+        w_ok = ndimage.uniform_filter1d(ok.astype(float), sm, mode="nearest")
+        dense = ndimage.uniform_filter1d(np.where(ok, ratio, 0.0), sm, mode="nearest") / \
+            np.maximum(w_ok, 1e-6)
+        dense[w_ok < 0.5] = 0.0
         # not where the sac was full by the second pass: at the injection the contrast is
         # placed and mixed by the injection itself
-        excess[~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)] = 0.0
+        mixed = ~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)
+        excess[mixed] = 0.0
+        dense[mixed] = 0.0
         zc = int(np.argmax(excess))
         # (the last pass is the least informative: the sac is mixed by then, and a late
         # delayed pass is far from the others in time)
-        if excess[zc] < (UPPER_EXCESS if k < p_all - 1 else UPPER_EXCESS_LAST):
+        if excess[zc] >= (UPPER_EXCESS if k < p_all - 1 else UPPER_EXCESS_LAST):
+            run = excess >= 0.5 * excess[zc]
+        elif dense.max() >= UPPER_DENSER:
+            # free contrast sinks: however mixed the sac, its upper side is never much denser
+            # than its dependent side. Where it is, something outside the sac lies on top
+            # (where a collection spans many levels, the slices filled as long before hold it
+            # too and hide it from the excess above)
+            zc = int(np.argmax(dense))
+            run = dense >= 1.0
+        else:
             continue
-        run = excess >= 0.5 * excess[zc]
         lab, _ = ndimage.label(run)
         slices = np.nonzero(lab == lab[zc])[0]
         where = np.zeros(top.shape, bool)

@@ -97,6 +97,36 @@ def test_upper_side_collection_found_by_its_density():
     assert dt.upper_collection(_supine_canal()) is None
 
 
+def _with_long_upper_collection(v, lo=15, hi=70, peak_at=45, factor=1.5, peak_factor=1.9):
+    """The same canal where, in the last pass only, a collection over slices lo..hi makes the
+    upper side ``factor`` times as dense as the dependent side (``peak_factor`` near
+    ``peak_at``)."""
+    last = v.enh_passes[-1].copy()
+    up = (v.dy_mm < -0.3 * 6.0) & (v.compartments == 1)
+    down = (v.dy_mm > 0.3 * 6.0) & (v.compartments == 1)
+    for z in range(lo, hi):
+        f = peak_factor if abs(z - peak_at) <= 3 else factor
+        last[z][up[z]] = f * np.percentile(last[z][down[z]], 75)
+    v.enh_passes = v.enh_passes[:-1] + [last]
+    v.peak_hu = np.maximum(v.peak_hu, last)
+    return v
+
+
+def test_long_upper_collection_seen_only_in_the_last_pass():
+    # it spans most slices that filled as long before, so its excess over theirs is small;
+    # but the sac's upper side is never this much denser than its dependent side by itself
+    found = dt.upper_collection(_with_long_upper_collection(_supine_canal()))
+    assert found is not None
+    d, where = found
+    assert d.side == "ventral" and d.kind == "dural_tear"
+    assert abs(d.slice_index - 45) <= 3
+    assert where[20:65].any() and not where[:12].any() and not where[73:].any()
+    assert d.evidence["first_pass"] == 4 and dt.is_leak(d, [d])
+    # an upper side only as dense as the dependent side is a mixed sac, not a collection
+    mixed = _with_long_upper_collection(_supine_canal(), factor=1.0, peak_factor=1.1)
+    assert dt.upper_collection(mixed) is None
+
+
 def test_lateral_contrast_kept_in_the_canal_is_not_a_sleeve_leak():
     c = _cand("T5", "right", para=0.05)
     assert not dt.is_leak(c, [c])
