@@ -689,8 +689,10 @@ def find_candidates(v: Voxels):
 #: the upper side of the sac this much denser, relative to its dependent side, than the same
 #: side a few levels away: a collection lies there (see :func:`upper_collection`)
 UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
-#: the upper side of the sac this much denser than its dependent side, at any time: a collection
-UPPER_DENSER = 1.25
+#: the upper side of the sac 1.25 times as dense as its dependent side (75th percentiles,
+#: averaged over ``smooth_mm``), over UPPER_DENSER_MIN_MM of the spine or more, in any pass: a
+#: collection lies there (see :func:`upper_collection`)
+UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
 
 
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
@@ -707,9 +709,10 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     slices where the sac filled as long before (mixing goes on with that time, so the ratio
     peaks at the injection by itself); the first pass with enough excess places the defect at
     its peak. A collection over many levels fills most of the slices filled as long before and
-    hides its own excess; but free contrast sinks, so wherever the upper side's ratio to the
-    dependent side reaches UPPER_DENSER, whatever the pass, something outside the sac lies on
-    top and the densest slice places it.
+    hides its own excess; but free contrast sinks: a pass without enough excess still shows a
+    collection where the ratio itself, averaged over ``smooth_mm``, reaches UPPER_DENSER over
+    UPPER_DENSER_MIN_MM of the spine, placed at the slice where the ratio peaks. The first
+    pass where either rule finds one decides (``evidence['upper_rule']`` says which).
 
     Returns
     -------
@@ -730,6 +733,9 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     win = max(3, int(round(window_mm / sz))) | 1
     sm = max(1, int(round(smooth_mm / sz)))
     n_top, n_bot = top.sum(axis=(1, 2)), bot.sum(axis=(1, 2))
+    # not where the sac was full by the second pass: at the injection the contrast is placed and
+    # mixed by the injection itself
+    mixed = ~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)
     for k in range(1, p_all):
         e = v.enh_passes[k]
         ratio = np.full(nz, np.nan)
@@ -748,32 +754,36 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         expect = np.full(nz, np.nan)
         expect[order] = ndimage.median_filter(ratio[order], size=win, mode="nearest")
         excess = ndimage.uniform_filter1d(np.where(ok, ratio - expect, 0.0), sm, mode="nearest")
-        # the ratio itself, smoothed the same way over the slices that have one
-        w_ok = ndimage.uniform_filter1d(ok.astype(float), sm, mode="nearest")
-        dense = ndimage.uniform_filter1d(np.where(ok, ratio, 0.0), sm, mode="nearest") / \
-            np.maximum(w_ok, 1e-6)
-        dense[w_ok < 0.5] = 0.0
-        # not where the sac was full by the second pass: at the injection the contrast is
-        # placed and mixed by the injection itself
-        mixed = ~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)
         excess[mixed] = 0.0
-        dense[mixed] = 0.0
+        # the ratio itself, averaged over the slices within smooth_mm that have one (the ends
+        # of the field of view are not repeated: one end slice is one slice)
+        ok_d = ok & ~mixed
+        w_ok = ndimage.uniform_filter1d(ok_d.astype(float), sm, mode="constant")
+        dense = ndimage.uniform_filter1d(np.where(ok_d, ratio, 0.0), sm, mode="constant") / \
+            np.maximum(w_ok, 1e-6)
+        dense[~ok_d | (w_ok < 0.5)] = 0.0
         zc = int(np.argmax(excess))
         # (the last pass is the least informative: the sac is mixed by then, and a late
         # delayed pass is far from the others in time)
         if excess[zc] >= (UPPER_EXCESS if k < p_all - 1 else UPPER_EXCESS_LAST):
-            run = excess >= 0.5 * excess[zc]
-        elif dense.max() >= UPPER_DENSER:
-            # free contrast sinks: however mixed the sac, its upper side is never much denser
-            # than its dependent side. Where it is, something outside the sac lies on top
-            # (where a collection spans many levels, the slices filled as long before hold it
-            # too and hide it from the excess above)
-            zc = int(np.argmax(dense))
-            run = dense >= 1.0
+            rule = "excess"
+            lab, _ = ndimage.label(excess >= 0.5 * excess[zc])
+            slices = np.nonzero(lab == lab[zc])[0]
         else:
-            continue
-        lab, _ = ndimage.label(run)
-        slices = np.nonzero(lab == lab[zc])[0]
+            # free contrast sinks: however mixed the sac, its upper side is never much denser
+            # than its dependent side. Where it is, over a stretch of the spine, something
+            # outside the sac lies on top (a collection over many levels fills most of the
+            # slices that filled as long before and hides from the excess above). It extends
+            # as far as the ratio stays above half its peak's margin over 1, and is placed
+            # where the ratio peaks
+            zc = int(np.argmax(dense))
+            if dense[zc] < UPPER_DENSER:
+                continue
+            rule = "dense"
+            lab, _ = ndimage.label(dense >= 1.0 + 0.5 * (dense[zc] - 1.0))
+            slices = np.nonzero(lab == lab[zc])[0]
+            if slices.size * sz < UPPER_DENSER_MIN_MM:
+                continue
         where = np.zeros(top.shape, bool)
         where[slices] = top[slices] & (e[slices] >= EXTRAVASATION_HU)
         if not where.any():
@@ -802,7 +812,8 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
                   spread_levels=0.0, sector_weights=[float(x) for x in sect_w], interval_s=iv,
                   component=-1, onset_rank_in_component=0, n_passes=p_all,
                   t_intrathecal_s=t_it, onset_cost_s=float("nan"),
-                  upper_excess=float(excess[zc]), upper_ratio=float(ratio[zc]))
+                  upper_excess=float(excess[zc]), upper_rule=rule,
+                  upper_ratio=float(dense[zc] if rule == "dense" else ratio[zc]))
         z_mm = float(np.interp(zc, zi, v.z_mm))
         name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
         d = Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind="dural_tear",

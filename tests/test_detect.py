@@ -119,12 +119,23 @@ def test_long_upper_collection_seen_only_in_the_last_pass():
     assert found is not None
     d, where = found
     assert d.side == "ventral" and d.kind == "dural_tear"
+    assert d.evidence["upper_rule"] == "dense"
+    assert d.evidence["upper_excess"] < dt.UPPER_EXCESS_LAST
     assert abs(d.slice_index - 45) <= 3
-    assert where[20:65].any() and not where[:12].any() and not where[73:].any()
+    zs = np.nonzero(where.any(axis=(1, 2)))[0]
+    assert 13 <= zs[0] <= 18 and 66 <= zs[-1] <= 70
     assert d.evidence["first_pass"] == 4 and dt.is_leak(d, [d])
-    # an upper side only as dense as the dependent side is a mixed sac, not a collection
-    mixed = _with_long_upper_collection(_supine_canal(), factor=1.0, peak_factor=1.1)
+    # just below the threshold, nothing
+    below = _with_long_upper_collection(_supine_canal(), factor=1.2, peak_factor=1.2)
+    assert dt.upper_collection(below) is None
+    # a mixed sac, its upper side about as dense as its dependent side everywhere: nothing
+    mixed = _with_long_upper_collection(_supine_canal(), lo=0, hi=80, factor=1.05,
+                                        peak_factor=1.1)
     assert dt.upper_collection(mixed) is None
+    # one dense slice at the end of the field of view is no collection
+    spike = _with_long_upper_collection(_supine_canal(), lo=79, hi=80, peak_at=79,
+                                        peak_factor=1.8)
+    assert dt.upper_collection(spike) is None
 
 
 def test_lateral_contrast_kept_in_the_canal_is_not_a_sleeve_leak():
