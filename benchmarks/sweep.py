@@ -255,6 +255,15 @@ def expected_calibration_error(bins) -> float | None:
     return sum(b["n"] * abs(b["mean_confidence"] - b["frac_correct"]) for b in bins if b["n"]) / n
 
 
+def _top_calls(records) -> list:
+    """(confidence, correct, score, ambiguity, group) of the top call of every random study of
+    a sweep's records (errors, lost studies and the case library left out)."""
+    return [(r["calls"][0]["confidence"], r["score"]["correct"], r["calls"][0]["score"],
+             r["calls"][0].get("ambiguity", 0.0), r["calls"][0].get("group", "unknown"))
+            for r in records if r["score"].get("leak") is not None and r.get("calls")
+            and not r.get("error") and not r.get("case")]
+
+
 def _cal_literal(fit) -> str:
     """``leakloc.detect.CALIBRATION`` as Python source, from a :func:`fit_platt` dict."""
     b = ", ".join(f'"{g}": {v:.3f}' for g, v in sorted(fit["b"].items()))
@@ -794,6 +803,9 @@ def parse(argv=None):
     ap.add_argument("--fit-calibration", action="store_true",
                     help="fit the Platt constants of leakloc.detect.CALIBRATION (a, c, an offset b per "
                          "group of calls) and print them")
+    ap.add_argument("--pool-calibration", type=Path, nargs="+", default=(), metavar="RESULTS_JSON",
+                    help="with --fit-calibration: also fit on the top calls of these earlier sweeps' "
+                         "results.json (other seed ranges); the calibration table stays this run's")
     ap.add_argument("--render-cache", type=Path, default=None,
                     help="keep the rendered passes in this folder and reuse them on later runs")
     ap.add_argument("--render-only", action="store_true",
@@ -929,13 +941,13 @@ def main(argv=None):
     lib = [r["score"] for r in scored if r.get("case")]
     if lib:
         summary["case library"] = summarize(lib)
-    top = [(r["calls"][0]["confidence"], r["score"]["correct"], r["calls"][0]["score"],
-            r["calls"][0].get("ambiguity", 0.0), r["calls"][0].get("group", "unknown"))
-           for r in scored if r.get("calls") and not r.get("error") and not r.get("case")]
+    top = _top_calls(scored)
     bins = calibration_bins([t[0] for t in top], [t[1] for t in top])
     cal = {"definition": "top call; correct = exact level (<= 0.5) and right side; controls: any call is wrong",
            "n_calls": len(top), "bins": bins, "ece": expected_calibration_error(bins), "platt": None}
-    finite = [(s, y, amb, g) for _, y, s, amb, g in top if s is not None and math.isfinite(s)]
+    pooled = top + [t for path in args.pool_calibration
+                    for t in _top_calls(json.loads(Path(path).read_text())["records"])]
+    finite = [(s, y, amb, g) for _, y, s, amb, g in pooled if s is not None and math.isfinite(s)]
     if finite and len({t[1] for t in finite}) == 2:
         fit = fit_platt([t[0] for t in finite], [t[1] for t in finite],
                         ambiguity=[t[2] for t in finite], groups=[t[3] for t in finite])

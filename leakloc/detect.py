@@ -686,12 +686,13 @@ def find_candidates(v: Voxels):
     return out, mask
 
 
-#: the upper side of the sac this much denser, relative to its dependent side, than the same
-#: side a few levels away: a collection lies there (see :func:`upper_collection`)
+#: the ratio of the sac's upper side to its dependent side this much above that of the slices
+#: that filled about as long before: a collection lies there (see :func:`upper_collection`);
+#: in the last pass, where the sac is mixed, only the larger excess counts
 UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
-#: the upper side of the sac 1.25 times as dense as its dependent side (75th percentiles,
-#: averaged over ``smooth_mm``), over UPPER_DENSER_MIN_MM of the spine or more, in any pass: a
-#: collection lies there (see :func:`upper_collection`)
+#: in a pass without such an excess, that ratio (75th percentiles, averaged over ``smooth_mm``)
+#: peaking at 1.25 or more, and staying above half the peak's margin over 1 along
+#: UPPER_DENSER_MIN_MM of the spine or more: a collection lies there
 UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
 
 
@@ -709,10 +710,11 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     slices where the sac filled as long before (mixing goes on with that time, so the ratio
     peaks at the injection by itself); the first pass with enough excess places the defect at
     its peak. A collection over many levels fills most of the slices filled as long before and
-    hides its own excess; but free contrast sinks: a pass without enough excess still shows a
-    collection where the ratio itself, averaged over ``smooth_mm``, reaches UPPER_DENSER over
-    UPPER_DENSER_MIN_MM of the spine, placed at the slice where the ratio peaks. The first
-    pass where either rule finds one decides (``evidence['upper_rule']`` says which).
+    hides its own excess; but free contrast sinks: in a pass without enough excess, a ratio
+    (averaged over ``smooth_mm``) that peaks at UPPER_DENSER or more and stays above half that
+    peak's margin over 1 along UPPER_DENSER_MIN_MM of the spine is a collection, placed where
+    the ratio peaks. The first pass after the first where either rule finds one decides
+    (``evidence['upper_rule']`` says which; ``upper_excess`` is the excess at the slice chosen).
 
     Returns
     -------
@@ -735,7 +737,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     n_top, n_bot = top.sum(axis=(1, 2)), bot.sum(axis=(1, 2))
     # not where the sac was full by the second pass: at the injection the contrast is placed and
     # mixed by the injection itself
-    mixed = ~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)
+    at_injection = ~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)
     for k in range(1, p_all):
         e = v.enh_passes[k]
         ratio = np.full(nz, np.nan)
@@ -754,21 +756,13 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         expect = np.full(nz, np.nan)
         expect[order] = ndimage.median_filter(ratio[order], size=win, mode="nearest")
         excess = ndimage.uniform_filter1d(np.where(ok, ratio - expect, 0.0), sm, mode="nearest")
-        excess[mixed] = 0.0
-        # the ratio itself, averaged over the slices within smooth_mm that have one (the ends
-        # of the field of view are not repeated: one end slice is one slice)
-        ok_d = ok & ~mixed
-        w_ok = ndimage.uniform_filter1d(ok_d.astype(float), sm, mode="constant")
-        dense = ndimage.uniform_filter1d(np.where(ok_d, ratio, 0.0), sm, mode="constant") / \
-            np.maximum(w_ok, 1e-6)
-        dense[~ok_d | (w_ok < 0.5)] = 0.0
+        excess[at_injection] = 0.0
         zc = int(np.argmax(excess))
         # (the last pass is the least informative: the sac is mixed by then, and a late
         # delayed pass is far from the others in time)
         if excess[zc] >= (UPPER_EXCESS if k < p_all - 1 else UPPER_EXCESS_LAST):
             rule = "excess"
             lab, _ = ndimage.label(excess >= 0.5 * excess[zc])
-            slices = np.nonzero(lab == lab[zc])[0]
         else:
             # free contrast sinks: however mixed the sac, its upper side is never much denser
             # than its dependent side. Where it is, over a stretch of the spine, something
@@ -776,14 +770,21 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
             # slices that filled as long before and hides from the excess above). It extends
             # as far as the ratio stays above half its peak's margin over 1, and is placed
             # where the ratio peaks
+            # (the ratio averaged over the slices within smooth_mm that have one; the ends of
+            # the field of view are not repeated: one end slice is one slice)
+            ok_d = ok & ~at_injection
+            w_ok = ndimage.uniform_filter1d(ok_d.astype(float), sm, mode="constant")
+            dense = ndimage.uniform_filter1d(np.where(ok_d, ratio, 0.0), sm, mode="constant") / \
+                np.maximum(w_ok, 1e-6)
+            dense[~ok_d | (w_ok < 0.5)] = 0.0
             zc = int(np.argmax(dense))
             if dense[zc] < UPPER_DENSER:
                 continue
             rule = "dense"
             lab, _ = ndimage.label(dense >= 1.0 + 0.5 * (dense[zc] - 1.0))
-            slices = np.nonzero(lab == lab[zc])[0]
-            if slices.size * sz < UPPER_DENSER_MIN_MM:
-                continue
+        slices = np.nonzero(lab == lab[zc])[0]
+        if rule == "dense" and slices.size * sz < UPPER_DENSER_MIN_MM:
+            continue
         where = np.zeros(top.shape, bool)
         where[slices] = top[slices] & (e[slices] >= EXTRAVASATION_HU)
         if not where.any():
@@ -926,12 +927,14 @@ def score(c: Defect) -> float:
 #: Platt scaling of :func:`score` and the ambiguity (how close the next-best call at another
 #: level came, 0..1) into the probability that the top call is right:
 #: ``1 / (1 + exp(-(a * score + b[group] + c * ambiguity)))``, with an offset ``b`` per group of
-#: calls (:func:`calibration_group`). Fitted with ``benchmarks/sweep.py --fit-calibration`` on
-#: 120 random 1 mm phantoms that are never the accuracy sweep's (seeds 10000+): seeds 300-359,
-#: kept for calibration, and the tuning seeds 140-199 (the two fits pooled, 90 top calls: 44
-#: calls alone give offsets that swing by 0.7); right/calls ventral tear 32/55, dorsal tear 0/2,
-#: root sleeve 11/14, fistula 16/19. The score and the ambiguity separate right from wrong calls
-#: only weakly: the confidence is mostly the group's rate of right calls. Detection was tuned on
+#: calls (:func:`calibration_group`). Fitted on 120 random 1 mm phantoms that are never the
+#: accuracy sweep's (seeds 10000+): seeds 300-359, kept for calibration, and the tuning seeds
+#: 140-199, in one fit on the top calls of both (``benchmarks/sweep.py --seed0 300 --n 60
+#: --fit-calibration --pool-calibration RESULTS_JSON_OF_140-199``): 90 top calls, right/calls
+#: ventral tear 32/55, dorsal tear 0/2, root sleeve 11/14, fistula 16/19 (the 44 calls of
+#: 300-359 alone move the offsets by up to 0.9). The group's rate of right calls sets most of
+#: the confidence; a higher score raises it and an ambiguous call (a next-best call at another
+#: level nearly as strong) lowers it by up to 0.8 on the logit. Detection was tuned on
 #: 140-199, so calls there are right a little more often than on unseen studies.
 CALIBRATION = {"a": 0.326, "c": -0.793,
                "b": {"csf_venous_fistula": 0.720, "dorsal_tear": -0.155,
@@ -949,7 +952,8 @@ def calibrate(raw: float, ambiguity: float = 0.0, group: str | None = None) -> f
     """Confidence in [0, 1] from a call's raw score, its ambiguity and its group.
 
     ``sigmoid(a * raw + b[group] + c * ambiguity)`` with the constants of :data:`CALIBRATION`
-    (fitted by ``benchmarks/sweep.py --fit-calibration`` on a phantom sweep of its own seeds);
+    (fitted by ``benchmarks/sweep.py --fit-calibration`` on phantom sweeps that are not the
+    accuracy sweep's);
     an unknown group takes the mean offset.
     """
     cal = CALIBRATION

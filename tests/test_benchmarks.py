@@ -233,6 +233,23 @@ def test_fit_platt_stays_finite_on_separable_data():
     assert -b / a == pytest.approx(1.5, abs=1e-6)             # the boundary is midway
 
 
+def test_top_calls_for_pooled_calibration():
+    call = {"confidence": 0.6, "score": 1.5, "ambiguity": 0.2, "group": "ventral_tear"}
+    records = [
+        {"score": {"leak": True, "correct": True}, "calls": [call, dict(call, score=9.0)]},
+        {"score": {"leak": False, "correct": False}, "calls": [dict(call, group="dorsal_tear")]},
+        {"score": {"leak": True, "correct": False}, "calls": []},                  # no call
+        {"score": {"leak": True, "correct": False}, "calls": [call], "error": "x"},  # failed
+        {"score": {"leak": None}, "calls": [call]},                                 # lost
+        {"score": {"leak": True, "correct": True}, "calls": [call], "case": "fig6_t11"},
+    ]
+    assert sweep._top_calls(records) == [(0.6, True, 1.5, 0.2, "ventral_tear"),
+                                         (0.6, False, 1.5, 0.2, "dorsal_tear")]
+    args = sweep.parse(["--fit-calibration", "--pool-calibration", "a.json", "b.json"])
+    assert args.pool_calibration == [Path("a.json"), Path("b.json")]
+    assert sweep.parse([]).pool_calibration == ()
+
+
 def test_error_kind_groups_messages():
     a = sweep.error_kind("AnalysisError: --top-vertebra C1 does not fit: 34 vertebral bodies found")
     b = sweep.error_kind("AnalysisError: --top-vertebra T2 does not fit: 24 vertebral bodies found")

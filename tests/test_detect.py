@@ -97,44 +97,81 @@ def test_upper_side_collection_found_by_its_density():
     assert dt.upper_collection(_supine_canal()) is None
 
 
-def _with_long_upper_collection(v, lo=15, hi=70, peak_at=45, factor=1.5, peak_factor=1.9):
-    """The same canal where, in the last pass only, a collection over slices lo..hi makes the
-    upper side ``factor`` times as dense as the dependent side (``peak_factor`` near
-    ``peak_at``)."""
+def _with_long_upper_collection(v, lo=15, hi=70, peak_at=45, factor=1.5, peak_factor=1.9,
+                                background=None):
+    """The same canal where, in the last pass only, a collection over slices lo..hi-1 makes the
+    upper side ``factor`` times as dense as the dependent side (``peak_factor`` within 3
+    slices of ``peak_at``); with ``background`` the upper side of every other slice is that
+    many times as dense as the dependent side (a mixed sac: about 1)."""
     last = v.enh_passes[-1].copy()
     up = (v.dy_mm < -0.3 * 6.0) & (v.compartments == 1)
     down = (v.dy_mm > 0.3 * 6.0) & (v.compartments == 1)
-    for z in range(lo, hi):
-        f = peak_factor if abs(z - peak_at) <= 3 else factor
+    for z in range(last.shape[0]):
+        if lo <= z < hi:
+            f = peak_factor if abs(z - peak_at) <= 3 else factor
+        elif background is not None:
+            f = background
+        else:
+            continue
         last[z][up[z]] = f * np.percentile(last[z][down[z]], 75)
     v.enh_passes = v.enh_passes[:-1] + [last]
     v.peak_hu = np.maximum(v.peak_hu, last)
     return v
 
 
-def test_long_upper_collection_seen_only_in_the_last_pass():
-    # it spans most slices that filled as long before, so its excess over theirs is small;
-    # but the sac's upper side is never this much denser than its dependent side by itself
+def _upper_slices(where):
+    zs = np.nonzero(where.any(axis=(1, 2)))[0]
+    return int(zs[0]), int(zs[-1])
+
+
+def test_long_upper_collection_seen_only_in_the_last_pass(monkeypatch):
+    # it spans most slices that filled as long before, so its excess over theirs stays below
+    # the last pass's UPPER_EXCESS_LAST; but the sac's upper side is never this much denser
+    # than its dependent side by itself
     found = dt.upper_collection(_with_long_upper_collection(_supine_canal()))
     assert found is not None
     d, where = found
     assert d.side == "ventral" and d.kind == "dural_tear"
-    assert d.evidence["upper_rule"] == "dense"
-    assert d.evidence["upper_excess"] < dt.UPPER_EXCESS_LAST
+    assert d.evidence["upper_rule"] == "dense" and d.evidence["first_pass"] == 4
     assert abs(d.slice_index - 45) <= 3
-    zs = np.nonzero(where.any(axis=(1, 2)))[0]
-    assert 13 <= zs[0] <= 18 and 66 <= zs[-1] <= 70
-    assert d.evidence["first_pass"] == 4 and dt.is_leak(d, [d])
+    first, last = _upper_slices(where)
+    assert 13 <= first <= 18 and 66 <= last <= 70
+    assert dt.is_leak(d, [d])
+    # without the ratio rule the excess alone does not see it
+    with monkeypatch.context() as m:
+        m.setattr(dt, "UPPER_DENSER", np.inf)
+        assert dt.upper_collection(_with_long_upper_collection(_supine_canal())) is None
     # just below the threshold, nothing
     below = _with_long_upper_collection(_supine_canal(), factor=1.2, peak_factor=1.2)
     assert dt.upper_collection(below) is None
-    # a mixed sac, its upper side about as dense as its dependent side everywhere: nothing
-    mixed = _with_long_upper_collection(_supine_canal(), lo=0, hi=80, factor=1.05,
-                                        peak_factor=1.1)
+
+
+def test_upper_collection_in_a_mixed_sac_keeps_its_own_extent():
+    # the sac's upper side about as dense as its dependent side everywhere (mixed): the
+    # collection reaches only as far as the ratio keeps half its peak's margin over 1
+    v = _with_long_upper_collection(_supine_canal(), lo=30, hi=50, peak_at=40, factor=1.6,
+                                    peak_factor=1.6, background=1.05)
+    d, where = dt.upper_collection(v)
+    assert d.evidence["upper_rule"] == "dense"
+    first, last = _upper_slices(where)
+    assert 26 <= first <= 31 and 48 <= last <= 53
+    # a mixed sac alone: nothing
+    mixed = _with_long_upper_collection(_supine_canal(), lo=0, hi=0, background=1.05)
     assert dt.upper_collection(mixed) is None
-    # one dense slice at the end of the field of view is no collection
+
+
+def test_upper_collection_needs_a_stretch_of_the_spine():
+    # dense, but over 5 slices (10 mm) of a mixed sac: not a collection over the spine (its
+    # excess over the other slices, about 0.45, is below UPPER_EXCESS_LAST too)
+    short = _with_long_upper_collection(_supine_canal(), lo=38, hi=43, peak_at=40, factor=1.5,
+                                        peak_factor=1.5, background=1.05)
+    assert dt.upper_collection(short) is None
+    longer = _with_long_upper_collection(_supine_canal(), lo=34, hi=47, peak_at=40, factor=1.5,
+                                         peak_factor=1.5, background=1.05)
+    assert dt.upper_collection(longer)[0].evidence["upper_rule"] == "dense"
+    # one very dense slice at the end of the field of view neither
     spike = _with_long_upper_collection(_supine_canal(), lo=79, hi=80, peak_at=79,
-                                        peak_factor=1.8)
+                                        peak_factor=2.5)
     assert dt.upper_collection(spike) is None
 
 
