@@ -145,6 +145,39 @@ def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
     return out
 
 
+def untimed_stretches(level_coord, t_intrathecal_s, slice_times_s, min_levels=0.5):
+    """Stretches of the spine the intrathecal front first reached in the last pass.
+
+    There the sac has no time course to compare extravasation with (see
+    :func:`find_candidates`): a leak in such a stretch cannot be timed.
+
+    Parameters
+    ----------
+    level_coord : ndarray, shape (Z,), level coordinate of every slice (NaN = none)
+    t_intrathecal_s : ndarray, shape (Z,), local intrathecal arrival, s (NaN = never)
+    slice_times_s : ndarray, shape (P, Z), s
+    min_levels : float, shortest stretch reported, levels
+
+    Returns
+    -------
+    list of (str, str), the names of the first and last level of every stretch, cranial first
+    """
+    st = np.asarray(slice_times_s, dtype=float)
+    if st.shape[0] < 2:
+        return []
+    lc = np.asarray(level_coord, dtype=float)
+    t = np.asarray(t_intrathecal_s, dtype=float)
+    late = np.isfinite(t) & np.isfinite(lc)
+    late[late] = t[late] >= st[-2][late] - 0.5
+    lab, n = ndimage.label(late)
+    out = []
+    for k in range(1, n + 1):
+        c = lc[lab == k]
+        if c.max() - c.min() >= min_levels:
+            out.append((float(c.min()), _lv.name_of(c.min()), _lv.name_of(c.max())))
+    return [(a, b) for _, a, b in sorted(out)]
+
+
 def _interval_s(slice_times_s):
     t = np.sort(np.asarray(slice_times_s, float).mean(axis=1))
     return float(np.median(np.diff(t))) if t.size > 1 else 10.0

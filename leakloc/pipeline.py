@@ -430,6 +430,11 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
                     t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm, steady_hu=steady,
                     dependent_yx=an.side_vector(anat.dependent, anat.ventral_yx, anat.left_yx))
     candidates, ext_roi = dt.find_candidates(vox)
+    late = dt.untimed_stretches(anat.level_coord, t_it_slice, st)
+    if late:
+        warnings.append("the intrathecal contrast reached " + ", ".join(
+            a if a == b else f"{a} to {b}" for a, b in late) + " only in the last pass: a leak "
+            "there cannot be timed (a later pass would time it)")
     defects, ranked = dt.rank(candidates)
     plan = pl.propose(defects)
 

@@ -434,3 +434,19 @@ def test_defects_are_ranked_by_calibrated_confidence(monkeypatch):
     assert [d.level for d in defects] == ["T10", "T3"]
     assert defects[0].confidence > defects[1].confidence
     assert ranked[:2] == defects
+
+
+def test_untimed_stretches_are_where_the_front_came_in_the_last_pass():
+    lc = np.linspace(5.0, 15.0, 50)                      # C6 (slice 0) .. L3 (slice 49)
+    st = np.stack([np.full(50, 0.0), np.full(50, 20.0), np.full(50, 90.0)])
+    t_it = np.full(50, 10.0)
+    t_it[:20] = 60.0                                     # slices 0-19 (C6 .. T3): last pass only
+    t_it[30] = 60.0                                      # one slice (0.2 level): too short
+    t_it[40:] = np.nan                                   # never reached: not "timed late"
+    assert dt.untimed_stretches(lc, t_it, st) == [("C6", "T3")]
+    # a stretch reached half a second before the second-to-last pass still counts as late
+    t_it[:20] = 19.6
+    assert dt.untimed_stretches(lc, t_it, st) == [("C6", "T3")]
+    t_it[:20] = 10.0
+    assert dt.untimed_stretches(lc, t_it, st) == []
+    assert dt.untimed_stretches(lc, t_it, st[:1]) == []
