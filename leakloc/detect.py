@@ -145,6 +145,14 @@ def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
     return out
 
 
+def _filled_in_last_pass(t_s, slice_times_s):
+    """Whether the sac filled (local intrathecal arrival ``t_s``, s, shape (N,)) no earlier than
+    half a second before the second-to-last pass (``slice_times_s``, shape (P, N)): only the
+    last pass shows it filled, and there is no time course to compare extravasation with."""
+    st = np.asarray(slice_times_s, dtype=float)
+    return t_s >= st[max(0, st.shape[0] - 2)] - 0.5
+
+
 def untimed_stretches(level_coord, t_intrathecal_s, slice_times_s, min_levels=0.5):
     """Stretches of the spine the intrathecal front first reached in the last pass.
 
@@ -168,7 +176,7 @@ def untimed_stretches(level_coord, t_intrathecal_s, slice_times_s, min_levels=0.
     lc = np.asarray(level_coord, dtype=float)
     t = np.asarray(t_intrathecal_s, dtype=float)
     late = np.isfinite(t) & np.isfinite(lc)
-    late[late] = t[late] >= st[-2][late] - 0.5
+    late[late] = _filled_in_last_pass(t[late], st[:, late])
     lab, n = ndimage.label(late)
     out = []
     for k in range(1, n + 1):
@@ -614,7 +622,7 @@ def find_candidates(v: Voxels):
         t_loc = np.where(np.isfinite(t_loc), t_loc, a_z)
         # where the sac itself first filled in the last pass there is nothing to time against
         # (the sac must have filled there at least two passes before the end of the study) ...
-        timed = t_loc < v.slice_times_s[max(0, p - 2)][zu] - 0.5
+        timed = ~_filled_in_last_pass(t_loc, v.slice_times_s[:, zu])
         # nor where it was already full in the first pass (at the injection, without a
         # pre-contrast pass): no time course there either
         timed &= t_loc > v.slice_times_s[0][zu] + 0.5
