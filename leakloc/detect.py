@@ -82,6 +82,10 @@ CAP_MIN_DEPTH_S = 5.0
 MIN_VOLUME_MM3 = 12.0
 #: an epidural collection in front of the sac this large is a leak whatever its timing, mm^3
 COLLECTION_MM3 = 500.0
+#: a dorsal collection on the dependent side of the sac (a supine patient) this large is a leak
+#: even when it fills with the sac, mm^3 (the sac's dense dependent edge leaves up to about
+#: 1500 mm^3 of contrast outside it in studies without a dorsal leak)
+DEPENDENT_COLLECTION_MM3 = 2500.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 
@@ -565,6 +569,9 @@ def find_candidates(v: Voxels):
     near_sac = ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
                                        iterations=max(1, int(round(4.0 / min(sx, sy)))))
     p = v.slice_times_s.shape[0]
+    # how far down (towards the side contrast layers on) each voxel lies: +1 straight down
+    cos_down = _dependent_cos(v)[1] if v.dependent_yx is not None and v.dy_mm is not None \
+        else None
     intervals = np.diff(np.sort(v.slice_times_s.mean(axis=1)))
     interval_s = float(np.median(intervals)) if intervals.size else 10.0
     out = []
@@ -713,7 +720,10 @@ def find_candidates(v: Voxels):
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
                       component=k, onset_rank_in_component=rank, n_passes=p,
-                      t_intrathecal_s=t_it, onset_cost_s=onset_cost)
+                      t_intrathecal_s=t_it, onset_cost_s=onset_cost,
+                      dependent_cos=float(np.average(cos_down[zz[win], yy[win], xx[win]],
+                                                     weights=w_win))
+                      if cos_down is not None else float("nan"))
             name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
             out.append(Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind=kind,
                               onset_time_s=onset, confidence=0.0, delay_s=delay, slice_index=zi,
@@ -735,6 +745,10 @@ UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
 #: peaking at 1.25 or more, and staying above half the peak's margin over 1 along
 #: UPPER_DENSER_MIN_MM of the spine or more: a collection lies there
 UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
+#: on the dorsal (upper) side of a prone patient, the excess that counts, in a pass before the
+#: last and above this level coordinate (L2): prone controls reach 0.61 at L1 and well over 1 at
+#: the sacrum, where the canal runs oblique to the axial slices; dorsal tears 0.7-1.4
+UPPER_EXCESS_DORSAL, UPPER_DORSAL_BELOW = 0.65, 20.0
 
 
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
@@ -742,7 +756,8 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
 
     Contrast layers: the sac's upper side fills late and thin, slowly along the spine as the
     contrast mixes. A collection there (a ventral tear in a supine patient) fills from its
-    defect with undiluted CSF contrast, so near the defect the upper side of the canal is much
+    defect with undiluted CSF contrast (a dorsal tear in a prone patient, only with a larger
+    excess, UPPER_EXCESS_DORSAL), so near the defect the upper side of the canal is much
     denser, relative to the dependent side of the same slice, than a few levels away, and
     sooner than the sac's mixing explains. Timing cannot separate it from the sac there (it
     fills with it); this ratio can. Per pass after the first (in the last one, where the sac
@@ -833,12 +848,15 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         zz, yy, xx = np.nonzero(where)
         sector, sect_w = _sector_of(v.sectors[zz, yy, xx], np.ones(zz.size))
         side = SIDES[sector]
-        if side != "ventral":
-            # a decubitus patient (the upper side is lateral), or a prone one: a dorsal tear is
-            # rare, and the sac's dorsal side pools contrast over the kyphosis by itself; the
-            # timing of the collection (find_candidates) still finds dorsal tears
-            return None
         lc = _level_at(v, float(zc))
+        prone_dorsal = side == "dorsal" and rule == "excess" and k < p_all - 1 and \
+            excess[zc] >= UPPER_EXCESS_DORSAL and math.isfinite(lc) and lc < UPPER_DORSAL_BELOW
+        if side != "ventral" and not prone_dorsal:
+            # a decubitus patient (the upper side is lateral), or a prone one: a dorsal tear is
+            # rare, and the sac's upper side is dense by itself where the canal runs oblique to
+            # the axial slices (the lumbosacral curve) or once the contrast has mixed (the last
+            # pass); only a larger excess before the last pass, above the lumbar canal, counts
+            return None
         t_it = float(v.t_intrathecal_s[zc]) if np.isfinite(v.t_intrathecal_s[zc]) else float("nan")
         t_prev, t_here = float(v.slice_times_s[k - 1][zc]), float(v.slice_times_s[k][zc])
         onset = max(t_prev, t_it) if math.isfinite(t_it) else 0.5 * (t_prev + t_here)
@@ -855,6 +873,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
                   component=-1, onset_rank_in_component=0, n_passes=p_all,
                   t_intrathecal_s=t_it, onset_cost_s=float("nan"),
                   upper_excess=float(excess[zc]), upper_rule=rule,
+                  dependent_cos=float(cosd[where].mean()),
                   upper_ratio=float(dense[zc] if rule == "dense" else ratio[zc]))
         z_mm = float(np.interp(zc, zi, v.z_mm))
         name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
@@ -934,7 +953,13 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # a large collection inside the canal in front of the sac, not filling with it
         return True
     if c.kind == "dural_tear" and c.side == "dorsal":
-        # dorsal tears are rare (ventral 96 %): they need a collection that is both late and long
+        # dorsal tears are rare (ventral 96 %): they need a collection that is both late and
+        # long ... or, on the dependent side (a supine patient), a large one inside the canal
+        # behind the sac: there the collection fills as the sac's own dependent side does, so
+        # it is not late, and only its size sets it apart from the sac's edge
+        if e.get("dependent_cos", float("nan")) > 0.5 and e["frac_paraspinal"] < 0.3 and \
+                spreads and e["volume_mm3"] >= DEPENDENT_COLLECTION_MM3:
+            return True
         return delayed and spreads and e["volume_mm3"] >= 300.0
     return delayed or spreads or grows
 
@@ -959,7 +984,9 @@ def score(c: Defect) -> float:
     # priors from surgery: ventral 77 %, lateral 19 %, foraminal 4 %; dorsal tears are rare;
     # type 1 leaks (with an epidural collection) are the commonest
     if c.kind == "dural_tear" and c.side == "dorsal":
-        s -= 1.0
+        # (half of it for a collection on a prone patient's upper side: that rule already
+        # demands an excess several times the ventral one, UPPER_EXCESS_DORSAL)
+        s -= 0.5 if "upper_excess" in e else 1.0
     if c.kind == "csf_venous_fistula":
         s -= 0.7
     return s

@@ -48,10 +48,13 @@ def test_fistula_drains_beside_the_spine():
     assert dt.is_leak(lateral, [lateral]) and not dt.is_leak(midline, [midline])
 
 
-def _supine_canal(excess_at=None, nz=80, n_pass=5):
+def _supine_canal(excess_at=None, nz=80, n_pass=5, prone=False, level0=8.0, excess_hu=400.0):
     """Voxels of a straight supine canal (radius 6 mm, 1 mm voxels, 2 mm slices) whose upper
     (ventral) side fills slowly as contrast mixes; with ``excess_at`` a collection there makes the
-    upper side as dense as the dependent side from pass 2 on, over 10 slices."""
+    upper side as dense as the dependent side from pass 2 on, over 10 slices (``excess_hu``:
+    its enhancement, HU). ``prone``: the
+    patient lies on the ventral side (the upper side is dorsal); ``level0``: the level coordinate
+    of the first slice (6 levels down to the last)."""
     ny = nx = 21
     yy, xx = np.mgrid[0:ny, 0:nx]
     dy = np.broadcast_to((yy - 10.0)[None], (nz, ny, nx)).astype(np.float32)
@@ -64,6 +67,8 @@ def _supine_canal(excess_at=None, nz=80, n_pass=5):
     st = np.stack([np.full(nz, 10.0 * k) + 0.05 * np.arange(nz) for k in range(n_pass)])
     t_it = 12.0 + 0.2 * np.arange(nz)              # the front moves up the spine
     dep_w = (dy / 6.0).clip(-1, 1)                  # +1 dependent (dorsal, +y), -1 upper
+    if prone:
+        dep_w = -dep_w
     passes = []
     for k in range(n_pass):
         since = st[k] - t_it
@@ -74,15 +79,16 @@ def _supine_canal(excess_at=None, nz=80, n_pass=5):
         if excess_at is not None and k >= 2:
             zs = slice(excess_at - 5, excess_at + 5)
             up = (dep_w < -0.3) & (comp == 1)
-            e[zs] = np.where(up[zs], 400.0, e[zs])
+            e[zs] = np.where(up[zs], excess_hu, e[zs])
         passes.append(e.astype(np.float32))
     peak = np.max(np.stack(passes), axis=0)
     return dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak,
                      arrival_s=np.where(peak > 80, 20.0, np.nan).astype(np.float32),
                      baseline_hu=np.zeros_like(peak), first_pass=np.zeros(peak.shape, np.int16),
-                     lag_s=np.zeros_like(peak), level_coord=np.linspace(8.0, 14.0, nz),
+                     lag_s=np.zeros_like(peak), level_coord=np.linspace(level0, level0 + 6.0, nz),
                      z_mm=2.0 * np.arange(nz), slice_times_s=st, spacing_mm=(1.0, 1.0, 2.0),
-                     t_intrathecal_s=t_it, dy_mm=dy, dx_mm=dx, dependent_yx=np.array([1.0, 0.0]),
+                     t_intrathecal_s=t_it, dy_mm=dy, dx_mm=dx,
+                     dependent_yx=np.array([-1.0 if prone else 1.0, 0.0]),
                      enh_passes=passes)
 
 
@@ -95,6 +101,23 @@ def test_upper_side_collection_found_by_its_density():
     assert dt.is_leak(d, [d])
     # a sac that only mixes slowly has no such excess
     assert dt.upper_collection(_supine_canal()) is None
+
+
+def test_prone_upper_dorsal_collection_needs_a_larger_excess(monkeypatch):
+    # prone, the upper side is dorsal: a collection there counts with UPPER_EXCESS_DORSAL, before
+    # the last pass, above the lumbar canal
+    dense = dict(excess_at=50, prone=True, excess_hu=800.0)
+    d, where = dt.upper_collection(_supine_canal(**dense))
+    assert d.side == "dorsal" and d.evidence["upper_rule"] == "excess"
+    assert abs(d.slice_index - 50) <= 3 and d.evidence["upper_excess"] >= dt.UPPER_EXCESS_DORSAL
+    assert d.evidence["dependent_cos"] < -0.5 and dt.is_leak(d, [d])
+    # the same excess in the lumbosacral canal, or below the dorsal threshold: nothing
+    assert dt.upper_collection(_supine_canal(**dense, level0=19.0)) is None
+    # (the excess that finds a ventral collection in a supine patient is not enough)
+    assert dt.upper_collection(_supine_canal(excess_at=50, prone=True)) is None
+    assert dt.upper_collection(_supine_canal(excess_at=50))[0].side == "ventral"
+    monkeypatch.setattr(dt, "UPPER_EXCESS_DORSAL", d.evidence["upper_excess"] + 0.01)
+    assert dt.upper_collection(_supine_canal(**dense)) is None
 
 
 def _with_long_upper_collection(v, lo=15, hi=70, peak_at=45, factor=1.5, peak_factor=1.9,
@@ -201,6 +224,44 @@ def test_large_ventral_collection_in_the_canal_is_a_leak_whatever_its_timing():
     bigger = _cand("T3", "ventral", kind="dural_tear", delay=0.5, span=0.4, growth=1.0, para=0.0,
                    volume=10 * (dt.COLLECTION_MM3 + 100.0))
     assert type(dt.score(big)) is float and dt.score(bigger) == pytest.approx(dt.score(big) + 1.0, abs=0.05)
+
+
+def test_large_dorsal_collection_on_the_dependent_side_is_a_leak():
+    # supine: the collection behind the sac fills as the sac's own dependent side does (not late)
+    kw = dict(kind="dural_tear", delay=0.5, span=3.0, growth=1.0, para=0.0)
+    down = _cand("T7", "dorsal", volume=dt.DEPENDENT_COLLECTION_MM3 + 100.0, **kw)
+    down.evidence["dependent_cos"] = 0.9
+    small = _cand("T7", "dorsal", volume=dt.DEPENDENT_COLLECTION_MM3 - 100.0, **kw)
+    small.evidence["dependent_cos"] = 0.9
+    up = _cand("T7", "dorsal", volume=dt.DEPENDENT_COLLECTION_MM3 + 100.0, **kw)
+    up.evidence["dependent_cos"] = -0.9    # prone: the dorsal side is the upper one
+    short = _cand("T7", "dorsal", volume=dt.DEPENDENT_COLLECTION_MM3 + 100.0,
+                  **dict(kw, span=1.0))
+    short.evidence["dependent_cos"] = 0.9
+    assert dt.is_leak(down, [down])
+    assert not any(dt.is_leak(c, [c]) for c in (small, up, short))
+
+
+@pytest.mark.parametrize("position", ["HFS", "HFP"])
+def test_dorsal_tear_exact_level(position):
+    # the demo case with its tear moved behind the sac. Supine, the collection lies on the
+    # dependent side and is not late there (the rule above); prone, it lies on the upper side
+    # and fills with the sac's upper side: its density finds it (upper_collection). Without
+    # either rule: no call
+    from leakloc.phantoms import generate
+    from leakloc.phantoms.model import DefectSpec
+    from leakloc.pipeline import analyze
+    s = generate(case="fig10e_t7t8", shape="fine", patient_position=position,
+                 defects=[DefectSpec(kind="dural_tear", level_coord=lv.coord_of("T7-T8"),
+                                     side="dorsal", collection_levels=(9.0, 4.0))])
+    res = analyze(s.series(), top_vertebra=s.top_vertebra)
+    d = res.defects[0]
+    assert (d.level, d.side, d.kind) == ("T7-T8", "dorsal", "dural_tear")
+    assert res.plan.side == "bilateral"
+    if position == "HFS":
+        assert d.evidence["dependent_cos"] > 0.5 and "upper_rule" not in d.evidence
+    else:
+        assert d.evidence["dependent_cos"] < -0.5 and d.evidence["upper_rule"] == "excess"
 
 
 def test_fistula_delay_of_one_interval_costs_nothing():
