@@ -83,8 +83,10 @@ MIN_VOLUME_MM3 = 12.0
 #: an epidural collection in front of the sac this large is a leak whatever its timing, mm^3
 COLLECTION_MM3 = 500.0
 #: a dorsal collection on the dependent side of the sac (a supine patient) this large is a leak
-#: even when it fills with the sac, mm^3 (the sac's dense dependent edge leaves up to about
-#: 1500 mm^3 of contrast outside it in studies without a dorsal leak)
+#: even when it fills with the sac, mm^3 (the sac's dense dependent edge left up to 1522 mm^3 of
+#: contrast outside it in supine studies without a dorsal leak, seeds 140-199 and 900-1099;
+#: supine dorsal tears 3500-10700). A study without PatientPosition is taken as supine
+#: (anatomy.dependent_side)
 DEPENDENT_COLLECTION_MM3 = 2500.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
@@ -746,9 +748,12 @@ UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
 #: UPPER_DENSER_MIN_MM of the spine or more: a collection lies there
 UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
 #: on the dorsal (upper) side of a prone patient, the excess that counts, in a pass before the
-#: last and above this level coordinate (L2): prone controls reach 0.61 at L1 and well over 1 at
-#: the sacrum, where the canal runs oblique to the axial slices; dorsal tears 0.7-1.4
-UPPER_EXCESS_DORSAL, UPPER_DORSAL_BELOW = 0.65, 20.0
+#: last, at level coordinates below the second (20.0: down to the middle of L2): on 52 prone
+#: controls (seeds 151-184, 20003-20345) it reached 0.61 at L1 (a margin of only 0.04) and well
+#: over 1 at the sacrum, where the canal runs oblique to the axial slices; dorsal tears 0.7-1.4.
+#: (The first pass with any excess decides, as for a ventral collection: an excess at the
+#: sacrum in an earlier pass ends the search; on those 90 prone studies that never hid a tear.)
+UPPER_EXCESS_DORSAL, UPPER_DORSAL_MAX_LEVEL = 0.65, 20.0
 
 
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
@@ -850,12 +855,13 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         side = SIDES[sector]
         lc = _level_at(v, float(zc))
         prone_dorsal = side == "dorsal" and rule == "excess" and k < p_all - 1 and \
-            excess[zc] >= UPPER_EXCESS_DORSAL and math.isfinite(lc) and lc < UPPER_DORSAL_BELOW
+            excess[zc] >= UPPER_EXCESS_DORSAL and math.isfinite(lc) and lc < UPPER_DORSAL_MAX_LEVEL
         if side != "ventral" and not prone_dorsal:
             # a decubitus patient (the upper side is lateral), or a prone one: a dorsal tear is
             # rare, and the sac's upper side is dense by itself where the canal runs oblique to
             # the axial slices (the lumbosacral curve) or once the contrast has mixed (the last
-            # pass); only a larger excess before the last pass, above the lumbar canal, counts
+            # pass); only a larger excess (not the dense rule) before the last pass, above the
+            # lumbar canal, counts. This first pass with an excess ends the search
             return None
         t_it = float(v.t_intrathecal_s[zc]) if np.isfinite(v.t_intrathecal_s[zc]) else float("nan")
         t_prev, t_here = float(v.slice_times_s[k - 1][zc]), float(v.slice_times_s[k][zc])
@@ -873,7 +879,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
                   component=-1, onset_rank_in_component=0, n_passes=p_all,
                   t_intrathecal_s=t_it, onset_cost_s=float("nan"),
                   upper_excess=float(excess[zc]), upper_rule=rule,
-                  dependent_cos=float(cosd[where].mean()),
+                  dependent_cos=float(cosd[where].mean()),  # (informational: < -0.5)
                   upper_ratio=float(dense[zc] if rule == "dense" else ratio[zc]))
         z_mm = float(np.interp(zc, zi, v.z_mm))
         name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"

@@ -48,11 +48,12 @@ def test_fistula_drains_beside_the_spine():
     assert dt.is_leak(lateral, [lateral]) and not dt.is_leak(midline, [midline])
 
 
-def _supine_canal(excess_at=None, nz=80, n_pass=5, prone=False, level0=8.0, excess_hu=400.0):
+def _supine_canal(excess_at=None, nz=80, n_pass=5, prone=False, level0=8.0, excess_hu=400.0,
+                  excess_from=2):
     """Voxels of a straight supine canal (radius 6 mm, 1 mm voxels, 2 mm slices) whose upper
     (ventral) side fills slowly as contrast mixes; with ``excess_at`` a collection there makes the
-    upper side as dense as the dependent side from pass 2 on, over 10 slices (``excess_hu``:
-    its enhancement, HU). ``prone``: the
+    upper side as dense as the dependent side from pass ``excess_from`` on, over 10 slices
+    (``excess_hu``: its enhancement, HU). ``prone``: the
     patient lies on the ventral side (the upper side is dorsal); ``level0``: the level coordinate
     of the first slice (6 levels down to the last)."""
     ny = nx = 21
@@ -76,7 +77,7 @@ def _supine_canal(excess_at=None, nz=80, n_pass=5, prone=False, level0=8.0, exce
         filled = (since > 0)[:, None, None]
         lay = 1.0 + np.tanh(3.0 * dep_w)             # contrast layers on the dependent side
         e = np.where(filled & (comp == 1), 400.0 * ((1 - mix) * lay + mix), 0.0)
-        if excess_at is not None and k >= 2:
+        if excess_at is not None and k >= excess_from:
             zs = slice(excess_at - 5, excess_at + 5)
             up = (dep_w < -0.3) & (comp == 1)
             e[zs] = np.where(up[zs], excess_hu, e[zs])
@@ -110,9 +111,18 @@ def test_prone_upper_dorsal_collection_needs_a_larger_excess(monkeypatch):
     d, where = dt.upper_collection(_supine_canal(**dense))
     assert d.side == "dorsal" and d.evidence["upper_rule"] == "excess"
     assert abs(d.slice_index - 50) <= 3 and d.evidence["upper_excess"] >= dt.UPPER_EXCESS_DORSAL
-    assert d.evidence["dependent_cos"] < -0.5 and dt.is_leak(d, [d])
-    # the same excess in the lumbosacral canal, or below the dorsal threshold: nothing
+    assert dt.is_leak(d, [d])
+    # it pays half the prior against dorsal tears
+    plain = dt.Defect(**{**d.__dict__, "evidence": {k: x for k, x in d.evidence.items()
+                                                    if k != "upper_excess"}})
+    assert dt.score(d) == pytest.approx(dt.score(plain) + 0.5)
+    # the same excess in the lumbosacral canal, or just past the limit (its peak, slice 47, at
+    # level0 + 6 * 47 / 79 = level0 + 3.57), or in the last pass only: nothing
     assert dt.upper_collection(_supine_canal(**dense, level0=19.0)) is None
+    lim = dt.UPPER_DORSAL_MAX_LEVEL
+    assert dt.upper_collection(_supine_canal(**dense, level0=lim - 3.5)) is None
+    assert dt.upper_collection(_supine_canal(**dense, level0=lim - 3.75))[0].side == "dorsal"
+    assert dt.upper_collection(_supine_canal(**dense, excess_from=4)) is None
     # (the excess that finds a ventral collection in a supine patient is not enough)
     assert dt.upper_collection(_supine_canal(excess_at=50, prone=True)) is None
     assert dt.upper_collection(_supine_canal(excess_at=50))[0].side == "ventral"
@@ -238,16 +248,20 @@ def test_large_dorsal_collection_on_the_dependent_side_is_a_leak():
     short = _cand("T7", "dorsal", volume=dt.DEPENDENT_COLLECTION_MM3 + 100.0,
                   **dict(kw, span=1.0))
     short.evidence["dependent_cos"] = 0.9
+    outside = _cand("T7", "dorsal", volume=dt.DEPENDENT_COLLECTION_MM3 + 100.0,
+                    **dict(kw, para=0.4))
+    outside.evidence["dependent_cos"] = 0.9
+    unknown = _cand("T7", "dorsal", volume=dt.DEPENDENT_COLLECTION_MM3 + 100.0, **kw)
     assert dt.is_leak(down, [down])
-    assert not any(dt.is_leak(c, [c]) for c in (small, up, short))
+    assert not any(dt.is_leak(c, [c]) for c in (small, up, short, outside, unknown))
 
 
 @pytest.mark.parametrize("position", ["HFS", "HFP"])
-def test_dorsal_tear_exact_level(position):
+def test_dorsal_tear_exact_level(position, monkeypatch):
     # the demo case with its tear moved behind the sac. Supine, the collection lies on the
     # dependent side and is not late there (the rule above); prone, it lies on the upper side
     # and fills with the sac's upper side: its density finds it (upper_collection). Without
-    # either rule: no call
+    # either rule: no call (checked below)
     from leakloc.phantoms import generate
     from leakloc.phantoms.model import DefectSpec
     from leakloc.pipeline import analyze
@@ -260,8 +274,14 @@ def test_dorsal_tear_exact_level(position):
     assert res.plan.side == "bilateral"
     if position == "HFS":
         assert d.evidence["dependent_cos"] > 0.5 and "upper_rule" not in d.evidence
+        monkeypatch.setattr(dt, "DEPENDENT_COLLECTION_MM3", np.inf)
     else:
-        assert d.evidence["dependent_cos"] < -0.5 and d.evidence["upper_rule"] == "excess"
+        assert d.evidence["upper_rule"] == "excess"
+        monkeypatch.setattr(dt, "UPPER_EXCESS_DORSAL", np.inf)
+    # without the rule: no call there
+    res = analyze(s.series(), top_vertebra=s.top_vertebra)
+    assert not any(c.side == "dorsal" and abs(c.level_coord - d.level_coord) < 1.0
+                   for c in res.defects)
 
 
 def test_fistula_delay_of_one_interval_costs_nothing():
