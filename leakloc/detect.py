@@ -748,11 +748,12 @@ UPPER_EXCESS, UPPER_EXCESS_LAST = 0.18, 0.6
 #: UPPER_DENSER_MIN_MM of the spine or more: a collection lies there
 UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
 #: on the dorsal (upper) side of a prone patient, the excess that counts, in a pass before the
-#: last, at level coordinates below the second (20.0: down to the middle of L2): on 52 prone
+#: last, at level coordinates below the second (20.0: down to the middle of L2): on 44 prone
 #: controls (seeds 151-184, 20003-20345) it reached 0.61 at L1 (a margin of only 0.04) and well
 #: over 1 at the sacrum, where the canal runs oblique to the axial slices; dorsal tears 0.7-1.4.
 #: (The first pass with any excess decides, as for a ventral collection: an excess at the
-#: sacrum in an earlier pass ends the search; on those 90 prone studies that never hid a tear.)
+#: sacrum in an earlier pass ends the search; on 93 prone development studies, controls and
+#: ventral and dorsal tears, that never hid a tear.)
 UPPER_EXCESS_DORSAL, UPPER_DORSAL_MAX_LEVEL = 0.65, 20.0
 
 
