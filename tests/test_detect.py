@@ -130,6 +130,26 @@ def test_prone_upper_dorsal_collection_needs_a_larger_excess(monkeypatch):
     assert dt.upper_collection(_supine_canal(**dense)) is None
 
 
+def test_prone_upper_dorsal_collection_found_by_density_is_refused():
+    # a long collection making the upper side 1.6 times as dense as the dependent side in pass 3
+    # of 5: supine (ventral) the dense rule finds it; prone (dorsal) only the excess rule may
+    # (its threshold, UPPER_EXCESS_DORSAL, is above the excess rule's, so a pass where only the
+    # dense rule fires has none that counts)
+    def long_upper(v, k=3, lo=10, hi=75, factor=1.6):
+        e = v.enh_passes[k].copy()
+        down_w = v.dependent_yx[0] * v.dy_mm
+        up = (down_w < -0.3 * 6.0) & (v.compartments == 1)
+        down = (down_w > 0.3 * 6.0) & (v.compartments == 1)
+        for z in range(lo, hi):
+            e[z][up[z]] = factor * np.percentile(e[z][down[z]], 75)
+        v.enh_passes = v.enh_passes[:k] + [e] + v.enh_passes[k + 1:]
+        v.peak_hu = np.maximum(v.peak_hu, e)
+        return v
+    d, _ = dt.upper_collection(long_upper(_supine_canal()))
+    assert (d.side, d.evidence["upper_rule"], d.evidence["first_pass"]) == ("ventral", "dense", 3)
+    assert dt.upper_collection(long_upper(_supine_canal(prone=True))) is None
+
+
 def _with_long_upper_collection(v, lo=15, hi=70, peak_at=45, factor=1.5, peak_factor=1.9,
                                 background=None):
     """The same canal where, in the last pass only, a collection over slices lo..hi-1 makes the
