@@ -197,11 +197,16 @@ def _interval_s(slice_times_s):
     return float(np.median(np.diff(t))) if t.size > 1 else 10.0
 
 
-def _dependent_cos(v: Voxels):
+def _dependent_cos(v: Voxels, idx=None):
     """Distance from the canal centre (mm, +1e-3) and cosine of the angle towards the dependent
-    side of every voxel: +1 straight down, -1 straight up."""
-    rr = np.sqrt(v.dy_mm ** 2 + v.dx_mm ** 2) + 1e-3
-    return rr, (v.dy_mm * v.dependent_yx[0] + v.dx_mm * v.dependent_yx[1]) / rr
+    side of every voxel (or of the voxels ``idx``, an index tuple): +1 straight down, -1
+    straight up."""
+    dy, dx = v.dy_mm, v.dx_mm
+    if idx is not None:     # (the offsets may be broadcast shapes: (Z, Y, 1), (Z, 1, X))
+        shape = v.compartments.shape
+        dy, dx = np.broadcast_to(dy, shape)[idx], np.broadcast_to(dx, shape)[idx]
+    rr = np.sqrt(dy ** 2 + dx ** 2) + 1e-3
+    return rr, (dy * v.dependent_yx[0] + dx * v.dependent_yx[1]) / rr
 
 
 def extravasation_mask(v: Voxels):
@@ -571,9 +576,8 @@ def find_candidates(v: Voxels):
     near_sac = ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
                                        iterations=max(1, int(round(4.0 / min(sx, sy)))))
     p = v.slice_times_s.shape[0]
-    # how far down (towards the side contrast layers on) each voxel lies: +1 straight down
-    cos_down = _dependent_cos(v)[1] if v.dependent_yx is not None and v.dy_mm is not None \
-        else None
+    # (how far down, towards the side contrast layers on, a candidate lies is known when)
+    has_down = v.dependent_yx is not None and v.dy_mm is not None
     intervals = np.diff(np.sort(v.slice_times_s.mean(axis=1)))
     interval_s = float(np.median(intervals)) if intervals.size else 10.0
     out = []
@@ -723,9 +727,9 @@ def find_candidates(v: Voxels):
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
                       component=k, onset_rank_in_component=rank, n_passes=p,
                       t_intrathecal_s=t_it, onset_cost_s=onset_cost,
-                      dependent_cos=float(np.average(cos_down[zz[win], yy[win], xx[win]],
-                                                     weights=w_win))
-                      if cos_down is not None else float("nan"))
+                      dependent_cos=float(np.average(
+                          _dependent_cos(v, (zz[win], yy[win], xx[win]))[1], weights=w_win))
+                      if has_down else float("nan"))
             name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
             out.append(Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind=kind,
                               onset_time_s=onset, confidence=0.0, delay_s=delay, slice_index=zi,
