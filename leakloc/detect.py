@@ -603,6 +603,8 @@ def find_candidates(v: Voxels):
         frac_venous = float(is_venous.mean())
         lc_all = np.array([_level_at(v, z) for z in np.unique(zz)])
         span_levels = float(np.nanmax(lc_all) - np.nanmin(lc_all)) if np.isfinite(lc_all).any() else 0.0
+        level_range = (float(np.nanmin(lc_all)), float(np.nanmax(lc_all))) \
+            if np.isfinite(lc_all).any() else (float("nan"), float("nan"))
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
@@ -721,6 +723,7 @@ def find_candidates(v: Voxels):
                 kind = "dural_tear"
             z_mm = float(np.interp(z_c, np.arange(v.z_mm.size), v.z_mm))
             ev = dict(volume_mm3=nvox * vox_mm3, delay_s=delay, span_levels=span_levels,
+                      level_range=level_range,
                       growth=growth, first_pass=k0, frac_paraspinal=frac_para,
                       frac_venous=frac_venous, peak_median_hu=float(np.median(pk)),
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
@@ -761,6 +764,54 @@ UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
 UPPER_EXCESS_DORSAL, UPPER_DORSAL_MAX_LEVEL = 0.65, 20.0
 
 
+def _densest_upper(q_top, q_bot, z_found, sm, dense_hu=None, allowed=None):
+    """Where along its stretch an upper-side collection is densest: its defect.
+
+    The ratio of the upper to the dependent side finds a collection but does not place it:
+    ahead of the intrathecal front, where the sac has not filled yet, any collection makes the
+    ratio large. Contrast enters the collection undiluted at the defect and thins as it
+    spreads, so in the pass that first shows it the collection is densest nearest the dura.
+    The stretch is the run of slices around ``z_found`` whose upper side holds contrast
+    (EXTRAVASATION_HU) and is at least as dense as its dependent side (a layered sac's upper
+    side is not: free contrast sinks), both averaged over ``sm`` slices (a slice with fewer
+    than half of its ``sm`` measured ends the run); the defect is where the upper side is
+    densest along it (``dense_hu``, averaged the same way).
+
+    Parameters
+    ----------
+    q_top, q_bot : ndarray (Z,), 75th percentile enhancement of the upper and the dependent
+        side of the canal per slice, HU (NaN = too few voxels)
+    z_found : int, the slice the collection was found at; sm : int, slices averaged
+    dense_hu : ndarray (Z,), how dense the upper side is per slice (its 90th percentile
+        enhancement, HU), or None: ``q_top``
+    allowed : ndarray of bool (Z,), the slices the stretch may hold (not the injection, where
+        the sac is mixed and its upper side dense by itself), or None: all
+
+    Returns
+    -------
+    z : int, the slice of the defect (``z_found`` when it is not in such a stretch)
+    run : ndarray of int, the slices of that stretch (only ``z_found`` when there is none)
+    """
+    dens_q = q_top if dense_hu is None else dense_hu
+    ok = np.isfinite(q_top) & np.isfinite(q_bot) & np.isfinite(dens_q)
+    if allowed is not None:
+        ok &= allowed
+    w = ndimage.uniform_filter1d(ok.astype(float), sm, mode="constant")
+
+    def mean(q):
+        m = ndimage.uniform_filter1d(np.where(ok, q, 0.0), sm, mode="constant") / \
+            np.maximum(w, 1e-6)
+        return np.where(ok & (w >= 0.5), m, np.nan)
+
+    u, b = mean(q_top), mean(q_bot)
+    lab, _ = ndimage.label((u >= b) & (u >= EXTRAVASATION_HU))   # (NaN compares False)
+    if not lab[z_found]:
+        return int(z_found), np.array([int(z_found)])
+    run = np.nonzero(lab == lab[z_found])[0]
+    dens = mean(dens_q)
+    return int(run[np.nanargmax(dens[run])]), run
+
+
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     """A collection on the upper (non-dependent) side of the sac, from its density.
 
@@ -774,17 +825,22 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     is mixed, only a larger excess counts: UPPER_EXCESS_LAST), the ratio of the upper to the
     dependent side's 75th percentile enhancement is compared with the median ratio of the
     slices where the sac filled as long before (mixing goes on with that time, so the ratio
-    peaks at the injection by itself); the first pass with enough excess places the defect at
+    peaks at the injection by itself); the first pass with enough excess finds a collection at
     its peak. A collection over many levels fills most of the slices filled as long before and
     hides its own excess; but free contrast sinks: in a pass without enough excess, a ratio
     (averaged over ``smooth_mm``) that peaks at UPPER_DENSER or more and stays above half that
-    peak's margin over 1 along UPPER_DENSER_MIN_MM of the spine is a collection, placed where
+    peak's margin over 1 along UPPER_DENSER_MIN_MM of the spine is a collection, found where
     the ratio peaks. The first pass after the first where either rule finds one decides
-    (``evidence['upper_rule']`` says which; ``upper_excess`` is the excess at the slice chosen).
+    (``evidence['upper_rule']`` says which; ``upper_excess`` and ``upper_ratio`` are taken
+    at the slice it was found at, ``upper_found_slice``). The ratio finds the collection but
+    does not place its defect: that is where the collection is densest along it
+    (:func:`_densest_upper`). ``span_levels`` is the length of the slices found;
+    ``level_range`` also covers the stretch the upper side is dense along.
 
     Returns
     -------
-    (Defect, mask) or None; mask : ndarray bool (Z, Y, X), the upper-side contrast at the defect
+    (Defect, mask) or None; mask : ndarray bool (Z, Y, X), the upper-side contrast of the
+    slices it was found on and of the defect's slice
     """
     if v.enh_passes is None or v.dependent_yx is None or v.dy_mm is None:
         return None
@@ -807,10 +863,14 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     for k in range(1, p_all):
         e = v.enh_passes[k]
         ratio = np.full(nz, np.nan)
+        # 75th percentile enhancement of the upper and the dependent side per slice, and the
+        # upper side's 90th, HU
+        q_top, q_bot, d_top = np.full(nz, np.nan), np.full(nz, np.nan), np.full(nz, np.nan)
         for z in np.nonzero((n_top >= 5) & (n_bot >= 5))[0]:
-            b = np.percentile(e[z][bot[z]], 75)
-            if b >= 100.0:
-                ratio[z] = np.percentile(e[z][top[z]], 75) / b
+            q_top[z], d_top[z] = np.percentile(e[z][top[z]], (75, 90))
+            q_bot[z] = np.percentile(e[z][bot[z]], 75)
+            if q_bot[z] >= 100.0:
+                ratio[z] = q_top[z] / q_bot[z]
         # the expected ratio: that of the slices where the sac has filled as long ago (mixing
         # goes on with the time since the contrast arrived, most advanced at the injection)
         since = v.slice_times_s[k] - v.t_intrathecal_s
@@ -834,7 +894,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
             # than its dependent side. Where it is, over a stretch of the spine, something
             # outside the sac lies on top (a collection over many levels fills most of the
             # slices that filled as long before and hides from the excess above). It extends
-            # as far as the ratio stays above half its peak's margin over 1, and is placed
+            # as far as the ratio stays above half its peak's margin over 1, and is found
             # where the ratio peaks
             # (the ratio averaged over the slices within smooth_mm that have one; the ends of
             # the field of view are not repeated: one end slice is one slice)
@@ -868,30 +928,50 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
             # pass); only a larger excess (not the dense rule) before the last pass, above the
             # lumbar canal, counts. This first pass with an excess ends the search
             return None
+        # found there; placed where it is densest (not where the sac was full in the first pass
+        # already, at the injection, where it is mixed and its upper side dense by itself; nor,
+        # for a prone patient's dorsal collection, beyond the level its excess counts down to)
+        z_found = zc
+        allowed = ~(v.t_intrathecal_s <= v.slice_times_s[0] + 0.5)
+        if prone_dorsal:
+            lc_all = np.array([_level_at(v, float(z)) for z in range(nz)])
+            allowed &= np.isfinite(lc_all) & (lc_all < UPPER_DORSAL_MAX_LEVEL)
+        zc, run = _densest_upper(q_top, q_bot, z_found, sm, dense_hu=d_top, allowed=allowed)
+        lc = _level_at(v, float(zc))
+        # the mask holds the upper-side contrast the collection was found by and the defect's
+        where[zc] |= top[zc] & (e[zc] >= EXTRAVASATION_HU)
         t_it = float(v.t_intrathecal_s[zc]) if np.isfinite(v.t_intrathecal_s[zc]) else float("nan")
         t_prev, t_here = float(v.slice_times_s[k - 1][zc]), float(v.slice_times_s[k][zc])
         onset = max(t_prev, t_it) if math.isfinite(t_it) else 0.5 * (t_prev + t_here)
         onset = min(onset, t_here)
         lcs = [_level_at(v, float(z)) for z in slices]
+        # (how far it reaches: its own slices and the stretch its upper side is dense along)
+        lc_reach = [x for x in lcs + [_level_at(v, float(z)) for z in run] if math.isfinite(x)]
+        level_range = (float(min(lc_reach)), float(max(lc_reach))) if lc_reach \
+            else (float("nan"), float("nan"))
         vox_mm3 = float(np.prod(v.spacing_mm))
         iv = _interval_s(v.slice_times_s)
         ev = dict(volume_mm3=float(where.sum()) * vox_mm3,
                   delay_s=onset - t_it if math.isfinite(t_it) else float("nan"),
                   span_levels=float(max(lcs) - min(lcs)), growth=1.0, first_pass=k,
+                  level_range=level_range,
                   frac_paraspinal=0.0, frac_venous=0.0,
                   peak_median_hu=float(np.median(e[where])), peak_max_hu=float(e[where].max()),
                   spread_levels=0.0, sector_weights=[float(x) for x in sect_w], interval_s=iv,
                   component=-1, onset_rank_in_component=0, n_passes=p_all,
                   t_intrathecal_s=t_it, onset_cost_s=float("nan"),
-                  upper_excess=float(excess[zc]), upper_rule=rule,
+                  upper_excess=float(excess[z_found]), upper_rule=rule,
                   dependent_cos=float(cosd[where].mean()),  # (informational: < -0.5)
-                  upper_ratio=float(dense[zc] if rule == "dense" else ratio[zc]))
+                  upper_ratio=float(dense[z_found] if rule == "dense" else ratio[z_found]),
+                  upper_found_slice=int(z_found))
         z_mm = float(np.interp(zc, zi, v.z_mm))
         name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
+        zz, yy, xx = np.nonzero(where)
+        at = zz == zc
         d = Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind="dural_tear",
                    onset_time_s=onset, confidence=0.0, delay_s=ev["delay_s"], slice_index=zc,
-                   yx=(float(np.mean(yy[zz == zc])) if np.any(zz == zc) else float(yy.mean()),
-                       float(np.mean(xx[zz == zc])) if np.any(zz == zc) else float(xx.mean())),
+                   yx=(float(np.mean(yy[at])) if at.any() else float(yy.mean()),
+                       float(np.mean(xx[at])) if at.any() else float(xx.mean())),
                    evidence=ev)
         return d, where
     return None
@@ -918,13 +998,38 @@ def _mirrored(c: Defect, candidates) -> bool:
     return False
 
 
+def _beside_upper_collection(c: Defect, candidates) -> bool:
+    """Whether a candidate runs along the spine beside a collection on the sac's upper side.
+
+    A collection from a ventral tear in a supine patient lies on the sac's upper side
+    (:func:`upper_collection`) and, as it grows, wraps around the sac into the lateral
+    recesses and the foramina, where it is seen apart from the sac as a long lateral
+    candidate mostly inside the canal (``frac_paraspinal`` below 0.5). When at least half of
+    that candidate's length (``level_range``) lies along the collection's, it is the
+    collection's edge.
+    """
+    nan2 = (float("nan"), float("nan"))
+    lo, hi = c.evidence.get("level_range", nan2)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or c.evidence["frac_paraspinal"] >= 0.5:
+        return False
+    for o in candidates:
+        e = o.evidence
+        if o is c or "upper_excess" not in e or e["volume_mm3"] < MIN_LEAK_MM3:
+            continue
+        o_lo, o_hi = e.get("level_range", nan2)
+        if min(hi, o_hi) - max(lo, o_lo) >= 0.5 * (hi - lo):
+            return True
+    return False
+
+
 def is_leak(c: Defect, candidates=()) -> bool:
     """Whether a candidate is extravasation rather than something that fills with the sac.
 
     Root sleeves, meningeal diverticula and pseudomeningoceles fill at the local intrathecal
     arrival, stay local and do not grow, and root sleeves come in pairs; a leak starts later than
     the sac (or ahead of it, fed along a collection), spreads along the spine or grows from pass
-    to pass, on one side.
+    to pass, on one side. Lateral contrast along the spine beside a collection on the sac's
+    upper side is that collection's edge (:func:`_beside_upper_collection`).
     """
     e = c.evidence
     if "upper_excess" in e:
@@ -944,6 +1049,11 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # behind it is something else (a vessel, a streak)
         return False
     if _mirrored(c, candidates):
+        return False
+    if c.side in ("left", "right") and c.kind != "csf_venous_fistula" and spreads and \
+            _beside_upper_collection(c, candidates):
+        # lateral contrast along the spine beside a collection on the sac's upper side: that
+        # collection spreading around the sac (a sleeve leaks at one level)
         return False
     if c.side in ("left", "right") and c.kind != "csf_venous_fistula" and \
             e["frac_paraspinal"] < 0.3:

@@ -436,6 +436,11 @@ def test_demo_case_exact_level(analyse):
     assert res.plan.note.startswith("ventral tear: transdural approach")
     # the onset is when the sac filled there, give or take a pass
     assert abs(d.onset_time_s - study.truth["defects"][0]["onset_time_s"]) < 12.0
+    # every candidate of a component says which levels it reaches (its span's ends)
+    for c in res.candidates:
+        if "upper_excess" not in c.evidence:
+            lo, hi = c.evidence["level_range"]
+            assert hi - lo == pytest.approx(c.evidence["span_levels"])
 
 
 def test_demo_case_exact_level_when_the_patient_moved(analyse):
@@ -551,3 +556,141 @@ def test_untimed_stretches_are_where_the_front_came_in_the_last_pass():
     t_it[:20] = 10.0
     assert dt.untimed_stretches(lc, t_it, st) == []
     assert dt.untimed_stretches(lc, t_it, st[:1]) == []
+
+
+def test_densest_upper_side_places_the_defect_along_its_run():
+    # upper side denser than the dependent side over slices 10..29, densest at 14, the ratio
+    # largest at 27 (the dependent side thin there: the sac ahead of its front)
+    q_top = np.full(40, 100.0)
+    q_bot = np.full(40, 300.0)
+    q_top[10:30], q_bot[10:30] = 300.0, 250.0
+    q_top[13:16] = 450.0
+    q_bot[25:30] = 60.0
+    assert dt._densest_upper(q_top, q_bot, 27, 1)[0] in (13, 14, 15)
+    assert dt._densest_upper(q_top, q_bot, 27, 3)[0] == 14
+    # the density measured apart (the upper side's 90th percentile): densest at 18
+    dense = np.full(40, 200.0)
+    dense[17:20] = 600.0
+    assert dt._densest_upper(q_top, q_bot, 27, 3, dense_hu=dense)[0] == 18
+    # found outside any such run: left where it was found
+    z, run = dt._densest_upper(q_top, q_bot, 35, 1)
+    assert z == 35 and list(run) == [35]
+    # a slice without a measure (NaN) ends the run: the densest part beyond it is not reached
+    q_top[20] = np.nan
+    z, run = dt._densest_upper(q_top, q_bot, 27, 1)
+    assert z in range(21, 30) and (run.min(), run.max()) == (21, 29)
+
+
+def test_upper_collection_is_placed_where_it_is_densest(monkeypatch):
+    # pass 2: a collection on the upper side over slices 10..49, densest (the defect) at
+    # 20..24; the sac's dependent side thin under it and thinnest at 40..49, where it has only
+    # begun to fill: the ratio (which finds it) peaks there, the density at the defect
+    v = _collection_in_pass_2(_supine_canal())
+    d, where = dt.upper_collection(v)
+    ev = d.evidence
+    assert ev["first_pass"] == 2 and d.side == "ventral"
+    assert 20 <= d.slice_index <= 24
+    assert ev["upper_found_slice"] >= 40
+    assert d.level_coord == pytest.approx(v.level_coord[d.slice_index])
+    # the mask holds the defect's slice, and the defect lies on the upper (ventral, -y) side
+    assert where[d.slice_index].any() and d.yx[0] < 10.0
+    # the collection reaches along the whole stretch whose upper side is the denser
+    lo, hi = ev["level_range"]
+    assert lo <= v.level_coord[12] and hi >= v.level_coord[47] and hi < v.level_coord[55]
+    # placed by the ratio, it would be at the front; the excess and ratio are the finding's
+    monkeypatch.setattr(dt, "_densest_upper",
+                        lambda q_top, q_bot, z, sm, dense_hu=None, allowed=None:
+                        (z, np.array([z])))
+    d0, _ = dt.upper_collection(v)
+    assert d0.slice_index == ev["upper_found_slice"]
+    assert (d0.evidence["upper_excess"], d0.evidence["upper_ratio"]) == \
+        (ev["upper_excess"], ev["upper_ratio"])
+
+
+def test_long_lateral_candidate_along_an_upper_collection_is_its_edge():
+    # a long lateral collection inside the canal, late: a leak by itself ...
+    lateral = _cand("T8", "left", volume=3800.0, span=5.0, para=0.2, delay=6.0, component=1)
+    lateral.evidence["level_range"] = (12.0, 17.0)
+    assert dt.is_leak(lateral, [lateral])
+    # ... but beside a collection on the sac's upper side over most of its length, that
+    # collection wrapping around the sac
+    upper = _cand("T11", "ventral", kind="dural_tear", volume=1600.0, span=6.0, para=0.0,
+                  delay=0.0, component=2)
+    upper.evidence.update(upper_excess=0.3, level_range=(14.0, 20.0))
+    assert not dt.is_leak(lateral, [lateral, upper]) and dt.is_leak(upper, [lateral, upper])
+    defects, _ = dt.rank([lateral, upper])
+    assert [(d.level, d.side) for d in defects] == [("T11", "ventral")]
+    # along less than half its length: a leak of its own
+    upper.evidence["level_range"] = (15.0, 20.0)
+    assert dt.is_leak(lateral, [lateral, upper])
+    # mostly outside the canal (a leak through the foramina over several levels): its own
+    lateral.evidence["frac_paraspinal"] = 0.6
+    upper.evidence["level_range"] = (14.0, 20.0)
+    assert dt.is_leak(lateral, [lateral]) and dt.is_leak(lateral, [lateral, upper])
+    lateral.evidence["frac_paraspinal"] = 0.2
+    assert not dt.is_leak(lateral, [lateral, upper])
+    # a fistula, or a collection too small to be a leak, is not touched by the rule
+    fistula = dt.Defect(**{**lateral.__dict__, "kind": "csf_venous_fistula"})
+    assert dt._beside_upper_collection(lateral, [lateral, upper])
+    upper.evidence["volume_mm3"] = dt.MIN_LEAK_MM3 - 1.0
+    assert not dt._beside_upper_collection(lateral, [lateral, upper])
+    upper.evidence["volume_mm3"] = 1600.0
+    assert dt.is_leak(fistula, [fistula]) and dt.is_leak(fistula, [fistula, upper])
+    # a short lateral candidate (a sleeve) is not touched by the rule
+    sleeve = _cand("T12", "left", volume=1200.0, span=0.5, para=0.2, delay=6.0, growth=6.0)
+    sleeve.evidence["level_range"] = (17.8, 18.3)
+    assert dt.is_leak(sleeve, [sleeve]) and dt.is_leak(sleeve, [sleeve, upper])
+
+
+def _collection_in_pass_2(v, lo=10, hi=50, defect=(20, 25), thin_from=40, upper_hu=300.0,
+                          defect_hu=450.0):
+    """The canal ``v`` with, in pass 2, a collection on the upper side over slices lo..hi-1,
+    densest (``defect_hu``) over ``defect``, above a thin dependent side (250 HU; 120 HU from
+    ``thin_from`` on, where the sac has only begun to fill)."""
+    e = v.enh_passes[2].copy()
+    up = (v.dy_mm < -0.3 * 6.0) & (v.compartments == 1)
+    down = (v.dy_mm > 0.3 * 6.0) & (v.compartments == 1)
+    for z in range(lo, hi):
+        e[z][up[z]] = defect_hu if defect[0] <= z < defect[1] else upper_hu
+        e[z][down[z]] = 120.0 if z >= thin_from else 250.0
+    v.enh_passes = v.enh_passes[:2] + [e] + v.enh_passes[3:]
+    v.peak_hu = np.maximum(v.peak_hu, e)
+    return v
+
+
+def test_upper_collection_is_not_placed_at_the_injection():
+    # the slices beyond 60 are at the injection (full in the first pass already, mixed: their
+    # upper side as dense as their dependent side, and denser than the collection)
+    v = _collection_in_pass_2(_supine_canal(), lo=30, hi=60, defect=(36, 40), thin_from=50)
+    v.t_intrathecal_s = v.t_intrathecal_s.copy()
+    v.t_intrathecal_s[60:] = -5.0
+    e = v.enh_passes[2]
+    canal = v.compartments == 1
+    e[60:][canal[60:]] = 700.0
+    d, where = dt.upper_collection(v)
+    assert 36 <= d.slice_index < 40
+    lo, hi = d.evidence["level_range"]
+    assert hi < v.level_coord[60]
+    # the same slices not at the injection: the densest upper side is there
+    v.t_intrathecal_s[60:] = 12.0 + 0.2 * np.arange(60, 80)
+    assert dt.upper_collection(v)[0].slice_index >= 60
+
+
+def test_prone_dorsal_collection_is_not_placed_past_its_level_limit():
+    # found at slice 47 (level0 + 3.57, above the limit at level0 + 3.75); the upper side is
+    # densest just past the limit (a few denser voxels there, slices 52..55)
+    lim = dt.UPPER_DORSAL_MAX_LEVEL
+    v = _supine_canal(excess_at=50, prone=True, excess_hu=800.0, level0=lim - 3.75)
+    up = (v.dy_mm > 0.3 * 6.0) & (v.compartments == 1)       # prone: the upper side is dorsal
+    for k in range(2, len(v.enh_passes)):
+        e = v.enh_passes[k].copy()
+        for z in range(52, 56):
+            ys, xs = np.nonzero(up[z])
+            e[z, ys[::7], xs[::7]] = 1500.0
+        v.enh_passes[k] = e
+    d, _ = dt.upper_collection(v)
+    assert d.side == "dorsal" and d.level_coord < lim
+    # without the limit, the same collection is placed there
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(dt, "UPPER_DORSAL_MAX_LEVEL", lim + 3.0)
+        assert dt.upper_collection(v)[0].slice_index in range(51, 57)
