@@ -364,12 +364,23 @@ def _merge_collections(v: Voxels, lab, n, max_gap_mm=220.0):
     return new[lab].astype(np.int32), int(new.max())
 
 
-def _level_at(v: Voxels, z: float) -> float:
+def _level_at(v: Voxels, z):
+    """Level coordinate at slice position ``z`` (a float, or an array of them: an array),
+    interpolated over the slices without one; NaN when no slice has one."""
     zi = np.arange(v.level_coord.size, dtype=float)
     ok = np.isfinite(v.level_coord)
     if not ok.any():
-        return float("nan")
-    return float(np.interp(z, zi[ok], v.level_coord[ok]))
+        return np.full(np.shape(z), np.nan) if np.ndim(z) else float("nan")
+    lc = np.interp(z, zi[ok], v.level_coord[ok])
+    return lc if np.ndim(z) else float(lc)
+
+
+def _masked_mean(q, ok, sm):
+    """Moving average of ``q`` (Z,) over ``sm`` slices, of the slices ``ok`` only; NaN where a
+    slice is not ok or fewer than half of its window are (the ends are not repeated)."""
+    w = ndimage.uniform_filter1d(ok.astype(float), sm, mode="constant")
+    m = ndimage.uniform_filter1d(np.where(ok, q, 0.0), sm, mode="constant") / np.maximum(w, 1e-6)
+    return np.where(ok & (w >= 0.5), m, np.nan)
 
 
 def _sector_of(sect_codes, weights):
@@ -601,7 +612,7 @@ def find_candidates(v: Voxels):
         is_venous = mask[zz, yy, xx] == 2
         frac_para = float((comp == _an.PARASPINAL).mean())
         frac_venous = float(is_venous.mean())
-        lc_all = np.array([_level_at(v, z) for z in np.unique(zz)])
+        lc_all = _level_at(v, np.unique(zz))
         span_levels = float(np.nanmax(lc_all) - np.nanmin(lc_all)) if np.isfinite(lc_all).any() else 0.0
         level_range = (float(np.nanmin(lc_all)), float(np.nanmax(lc_all))) \
             if np.isfinite(lc_all).any() else (float("nan"), float("nan"))
@@ -706,7 +717,7 @@ def find_candidates(v: Voxels):
             w_win = np.clip(pk[win], 1.0, None)
             sector, sect_w = _sector_of(v.sectors[zz[win], yy[win], xx[win]], w_win)
             lc = _level_at(v, z_c)
-            lc_early = np.array([_level_at(v, z) for z in zz[early]])
+            lc_early = _level_at(v, zz[early])
             spread = float(np.std(lc_early)) if lc_early.size > 1 else 0.0
             zi = int(round(z_c))
             t_it = float(v.t_intrathecal_s[zi]) if np.isfinite(v.t_intrathecal_s[zi]) else float("nan")
@@ -796,19 +807,12 @@ def _densest_upper(q_top, q_bot, z_found, sm, dense_hu=None, allowed=None):
     ok = np.isfinite(q_top) & np.isfinite(q_bot) & np.isfinite(dens_q)
     if allowed is not None:
         ok &= allowed
-    w = ndimage.uniform_filter1d(ok.astype(float), sm, mode="constant")
-
-    def mean(q):
-        m = ndimage.uniform_filter1d(np.where(ok, q, 0.0), sm, mode="constant") / \
-            np.maximum(w, 1e-6)
-        return np.where(ok & (w >= 0.5), m, np.nan)
-
-    u, b = mean(q_top), mean(q_bot)
+    u, b = _masked_mean(q_top, ok, sm), _masked_mean(q_bot, ok, sm)
     lab, _ = ndimage.label((u >= b) & (u >= EXTRAVASATION_HU))   # (NaN compares False)
     if not lab[z_found]:
         return int(z_found), np.array([int(z_found)])
     run = np.nonzero(lab == lab[z_found])[0]
-    dens = mean(dens_q)
+    dens = _masked_mean(dens_q, ok, sm)
     return int(run[np.nanargmax(dens[run])]), run
 
 
@@ -898,11 +902,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
             # where the ratio peaks
             # (the ratio averaged over the slices within smooth_mm that have one; the ends of
             # the field of view are not repeated: one end slice is one slice)
-            ok_d = ok & ~at_injection
-            w_ok = ndimage.uniform_filter1d(ok_d.astype(float), sm, mode="constant")
-            dense = ndimage.uniform_filter1d(np.where(ok_d, ratio, 0.0), sm, mode="constant") / \
-                np.maximum(w_ok, 1e-6)
-            dense[~ok_d | (w_ok < 0.5)] = 0.0
+            dense = np.nan_to_num(_masked_mean(ratio, ok & ~at_injection, sm), nan=0.0)
             zc = int(np.argmax(dense))
             if dense[zc] < UPPER_DENSER:
                 continue
@@ -934,7 +934,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         z_found = zc
         allowed = ~(v.t_intrathecal_s <= v.slice_times_s[0] + 0.5)
         if prone_dorsal:
-            lc_all = np.array([_level_at(v, float(z)) for z in range(nz)])
+            lc_all = _level_at(v, np.arange(nz, dtype=float))
             allowed &= np.isfinite(lc_all) & (lc_all < UPPER_DORSAL_MAX_LEVEL)
         zc, run = _densest_upper(q_top, q_bot, z_found, sm, dense_hu=d_top, allowed=allowed)
         lc = _level_at(v, float(zc))
@@ -944,16 +944,17 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
         t_prev, t_here = float(v.slice_times_s[k - 1][zc]), float(v.slice_times_s[k][zc])
         onset = max(t_prev, t_it) if math.isfinite(t_it) else 0.5 * (t_prev + t_here)
         onset = min(onset, t_here)
-        lcs = [_level_at(v, float(z)) for z in slices]
+        lcs = _level_at(v, slices.astype(float))
         # (how far it reaches: its own slices and the stretch its upper side is dense along)
-        lc_reach = [x for x in lcs + [_level_at(v, float(z)) for z in run] if math.isfinite(x)]
-        level_range = (float(min(lc_reach)), float(max(lc_reach))) if lc_reach \
+        lc_reach = np.concatenate([lcs, _level_at(v, run.astype(float))])
+        lc_reach = lc_reach[np.isfinite(lc_reach)]
+        level_range = (float(lc_reach.min()), float(lc_reach.max())) if lc_reach.size \
             else (float("nan"), float("nan"))
         vox_mm3 = float(np.prod(v.spacing_mm))
         iv = _interval_s(v.slice_times_s)
         ev = dict(volume_mm3=float(where.sum()) * vox_mm3,
                   delay_s=onset - t_it if math.isfinite(t_it) else float("nan"),
-                  span_levels=float(max(lcs) - min(lcs)), growth=1.0, first_pass=k,
+                  span_levels=float(np.max(lcs) - np.min(lcs)), growth=1.0, first_pass=k,
                   level_range=level_range,
                   frac_paraspinal=0.0, frac_venous=0.0,
                   peak_median_hu=float(np.median(e[where])), peak_max_hu=float(e[where].max()),
@@ -966,13 +967,12 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
                   upper_found_slice=int(z_found))
         z_mm = float(np.interp(zc, zi, v.z_mm))
         name = _lv.name_of(lc) if math.isfinite(lc) else "unknown"
-        zz, yy, xx = np.nonzero(where)
-        at = zz == zc
+        ys, xs = np.nonzero(where[zc])
+        if not ys.size:
+            ys, xs = yy, xx
         d = Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind="dural_tear",
                    onset_time_s=onset, confidence=0.0, delay_s=ev["delay_s"], slice_index=zc,
-                   yx=(float(np.mean(yy[at])) if at.any() else float(yy.mean()),
-                       float(np.mean(xx[at])) if at.any() else float(xx.mean())),
-                   evidence=ev)
+                   yx=(float(ys.mean()), float(xs.mean())), evidence=ev)
         return d, where
     return None
 
