@@ -748,6 +748,7 @@ def find_candidates(v: Voxels):
             out.append(Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind=kind,
                               onset_time_s=onset, confidence=0.0, delay_s=delay, slice_index=zi,
                               yx=(y_c, x_c), evidence=ev))
+    place_dependent_collections(v, out)
     up = upper_collection(v)
     if up is not None:
         cand, where = up
@@ -816,6 +817,123 @@ def _densest_upper(q_top, q_bot, z_found, sm, dense_hu=None, allowed=None):
     return int(run[np.nanargmax(dens[run])]), run
 
 
+#: a collection on the sac's dependent side is placed where that side is denser than along the
+#: spine around it by DEPENDENT_BUMP_HU or more (75th percentile enhancement), within
+#: DEPENDENT_REACH_LEVELS of the collection's own extent (see :func:`place_dependent_collections`)
+DEPENDENT_BUMP_HU, DEPENDENT_REACH_LEVELS = 15.0, 3.0
+#: the sac's side holds contrast where its 75th percentile enhancement reaches this, HU
+SIDE_FILLED_HU = 100.0
+
+
+def _side_masks(v: Voxels):
+    """The upper and the dependent side of the canal (sac and epidural space, more than 2 mm
+    from its centre, within 60 degrees of straight up or down), boolean (Z, Y, X) each, and
+    the cosine of every voxel's angle towards the dependent side (:func:`_dependent_cos`)."""
+    rr, cosd = _dependent_cos(v)
+    canal = (v.compartments == _an.SAC) | (v.compartments == _an.EPIDURAL)
+    far = rr > 2.0
+    return canal & (cosd < -0.5) & far, canal & (cosd > 0.5) & far, cosd
+
+
+def _slice_percentile(e, side, q):
+    """``q``-th percentile of ``e`` (Z, Y, X) over ``side`` on every slice with 5 voxels of it
+    or more (NaN elsewhere), (Z,)."""
+    out = np.full(e.shape[0], np.nan)
+    for z in np.nonzero(side.sum(axis=(1, 2)) >= 5)[0]:
+        out[z] = np.percentile(e[z][side[z]], q)
+    return out
+
+
+def dependent_bump(q_dep, allowed, sm, win):
+    """How much denser the dependent side of the canal is on each slice than along the spine
+    around it, HU.
+
+    Parameters
+    ----------
+    q_dep : ndarray (Z,), 75th percentile enhancement of the dependent side per slice, HU
+        (NaN: too few voxels)
+    allowed : ndarray of bool (Z,), the slices that count (not the injection)
+    sm : int, slices averaged (the ends are not repeated); win : int, slices of the running
+        median the average is compared with, along each unbroken stretch of slices that count
+        (its ends repeated)
+
+    Returns
+    -------
+    bump : ndarray (Z,), HU; -inf where a slice does not count or its dependent side holds
+        less than SIDE_FILLED_HU (the sac has not filled there: nothing to compare)
+    """
+    ok = np.isfinite(q_dep) & allowed
+    bump = np.full(q_dep.shape, -np.inf)
+    if ok.sum() < win:
+        return bump
+    dens = _masked_mean(q_dep, ok, sm)
+    # (along each stretch of slices that count on its own: across the injection, or a gap, the
+    # far side is another part of the spine, and a density rising into the injection would
+    # peak where its stretch ends)
+    lab, _ = ndimage.label(np.isfinite(dens))
+    for sl in ndimage.find_objects(lab):
+        d = dens[sl]
+        b = d - ndimage.median_filter(d, size=win, mode="nearest")
+        bump[sl] = np.where(d >= SIDE_FILLED_HU, b, -np.inf)
+    return bump
+
+
+def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm=10.0):
+    """Place each epidural collection on the sac's dependent side where it is densest.
+
+    A collection on the dependent side (a ventral tear in a prone patient) lies under the
+    sac's own layered contrast. Its arrival times place it poorly: where it leaves the sac it
+    fills with the sac, and at high flow it spreads over many levels between two passes, so
+    its earliest pieces are wherever it was first seen apart from the sac. Contrast enters it
+    undiluted at the defect, so by the last pass before the delayed one (the last is the least
+    informative: the sac is mixed by then) the dependent side of the canal is densest there
+    relative to the sac's dependent side along the spine around it (:func:`dependent_bump`,
+    averaged over ``smooth_mm``, against a running median over ``window_mm``; not where the
+    sac was full by the second pass, at the injection). Each first candidate of a component
+    (a dural tear whose contrast lies mostly on the dependent side, ``dependent_cos`` above
+    0.5, seen by that pass: its onset no later than that pass at its slice) is moved to the
+    largest such bump of DEPENDENT_BUMP_HU or more within DEPENDENT_REACH_LEVELS of its own
+    ``level_range``; its onset and timing stay those it was found with
+    (``evidence['found_slice']``, ``evidence['dependent_bump_hu']``). Candidates are changed
+    in place.
+    """
+    p_all = len(v.enh_passes) if v.enh_passes is not None else 0
+    if p_all < 3 or v.dependent_yx is None or v.dy_mm is None:
+        return
+    todo = [c for c in candidates
+            if c.kind == "dural_tear" and c.evidence["onset_rank_in_component"] == 0
+            and c.evidence.get("dependent_cos", float("nan")) > 0.5
+            and np.isfinite(c.evidence["level_range"]).all()
+            and c.onset_time_s <= v.slice_times_s[p_all - 2][c.slice_index]]
+    if not todo:
+        return
+    k = p_all - 2
+    e = v.enh_passes[k]
+    bot = _side_masks(v)[1]
+    sz = float(v.spacing_mm[2])
+    sm = max(1, int(round(smooth_mm / sz)))
+    win = max(3, int(round(window_mm / sz))) | 1
+    allowed = v.t_intrathecal_s > v.slice_times_s[1] - 0.5
+    bump = dependent_bump(_slice_percentile(e, bot, 75), allowed, sm, win)
+    lc_all = _level_at(v, np.arange(bump.size, dtype=float))
+    for c in todo:
+        lo, hi = c.evidence["level_range"]
+        near = np.isfinite(lc_all) & (lc_all >= lo - DEPENDENT_REACH_LEVELS) & \
+            (lc_all <= hi + DEPENDENT_REACH_LEVELS)
+        b = np.where(near, bump, -np.inf)
+        z = int(np.argmax(b))
+        if not b[z] >= DEPENDENT_BUMP_HU:
+            continue
+        lc = float(lc_all[z])
+        c.evidence.update(found_slice=int(c.slice_index), dependent_bump_hu=float(b[z]),
+                          level_range=(min(lo, lc), max(hi, lc)))
+        c.level_coord, c.level, c.slice_index = lc, _lv.name_of(lc), z
+        c.z_mm = float(v.z_mm[z])
+        ys, xs = np.nonzero(bot[z] & (e[z] >= EXTRAVASATION_HU))
+        if ys.size:
+            c.yx = (float(ys.mean()), float(xs.mean()))
+
+
 def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     """A collection on the upper (non-dependent) side of the sac, from its density.
 
@@ -851,10 +969,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     p_all = len(v.enh_passes)
     if p_all < 3:
         return None
-    rr, cosd = _dependent_cos(v)
-    canal = (v.compartments == _an.SAC) | (v.compartments == _an.EPIDURAL)
-    top = canal & (cosd < -0.5) & (rr > 2.0)
-    bot = canal & (cosd > 0.5) & (rr > 2.0)
+    top, bot, cosd = _side_masks(v)
     nz = top.shape[0]
     zi = np.arange(nz)
     sz = float(v.spacing_mm[2])

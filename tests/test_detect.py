@@ -694,3 +694,76 @@ def test_prone_dorsal_collection_is_not_placed_past_its_level_limit():
     with pytest.MonkeyPatch.context() as m:
         m.setattr(dt, "UPPER_DORSAL_MAX_LEVEL", lim + 3.0)
         assert dt.upper_collection(v)[0].slice_index in range(51, 57)
+
+
+def test_dependent_bump_is_the_excess_over_the_spine_around():
+    q = np.full(100, 300.0)
+    q[40:46] = 380.0
+    q[80:] = 60.0                                   # the sac has not filled there
+    allowed = np.ones(100, bool)
+    allowed[:10] = False                            # the injection
+    bump = dt.dependent_bump(q, allowed, 3, 21)
+    assert 40 <= int(np.argmax(bump)) < 46 and bump.max() == pytest.approx(80.0)
+    assert np.all(np.isneginf(bump[:10])) and np.all(np.isneginf(bump[82:]))
+    assert np.all(np.abs(bump[15:35]) < 1e-9)
+    q[50] = np.nan                                  # an unmeasured slice does not count
+    assert np.isneginf(dt.dependent_bump(q, allowed, 1, 21)[50])
+    # fewer slices that count than the running median's window: nothing to compare
+    assert np.all(np.isneginf(dt.dependent_bump(q, allowed, 3, 101)))
+
+
+def test_dependent_bump_does_not_peak_where_the_injection_begins():
+    # the dependent side grows denser towards the injection (slices 60..79, left out); beyond
+    # it the sacrum is thin: each stretch is compared along itself, so no bump at slice 59
+    q = np.concatenate([np.linspace(200.0, 400.0, 60), np.full(20, 900.0), np.full(20, 150.0)])
+    allowed = np.ones(100, bool)
+    allowed[60:80] = False
+    bump = dt.dependent_bump(q, allowed, 3, 41)
+    assert bump[:60].max() < dt.DEPENDENT_BUMP_HU and np.all(np.isneginf(bump[60:80]))
+
+
+def _prone_collection(at=(30, 36), extra_hu=150.0):
+    """A prone canal (the dependent side is ventral) whose dependent side holds a collection
+    over the slices ``at`` in the last pass before the last (pass 3 of 5), and a ventral tear
+    candidate found on slice 50 with a level range over slices 40..55."""
+    v = _supine_canal(prone=True)
+    e = v.enh_passes[3].copy()
+    down = (v.dy_mm < -0.3 * 6.0) & (v.compartments == 1)    # prone: the dependent side is ventral
+    for z in range(*at):
+        e[z][down[z]] += extra_hu
+    v.enh_passes[3] = e
+    c = _cand("T9", "ventral", kind="dural_tear", onset=25.0)
+    c.level_coord, c.slice_index = float(v.level_coord[50]), 50
+    c.evidence.update(dependent_cos=0.9,
+                      level_range=(float(v.level_coord[40]), float(v.level_coord[55])))
+    return v, c
+
+
+def test_dependent_collection_is_placed_where_that_side_is_densest():
+    v, c = _prone_collection()
+    dt.place_dependent_collections(v, [c])
+    assert 30 <= c.slice_index < 36 and c.evidence["found_slice"] == 50
+    assert c.level_coord == pytest.approx(v.level_coord[c.slice_index])
+    assert c.level == lv.name_of(c.level_coord) and c.z_mm == v.z_mm[c.slice_index]
+    assert c.evidence["dependent_bump_hu"] >= dt.DEPENDENT_BUMP_HU
+    assert c.evidence["level_range"][0] == pytest.approx(c.level_coord)
+    assert c.onset_time_s == 25.0 and c.side == "ventral"
+    assert v.dy_mm[c.slice_index, int(round(c.yx[0])), int(round(c.yx[1]))] < 0   # ventral
+
+
+@pytest.mark.parametrize("change", ["late", "supine", "rank", "far", "weak", "sleeve"])
+def test_dependent_collection_left_where_found(change):
+    v, c = _prone_collection(at=(5, 11) if change == "far" else (30, 36),
+                             extra_hu=10.0 if change == "weak" else 150.0)
+    if change == "far":             # more than DEPENDENT_REACH_LEVELS from its own extent
+        c.evidence["level_range"] = (float(v.level_coord[70]), float(v.level_coord[79]))
+    elif change == "late":          # first seen after the last pass before the last
+        c.onset_time_s = 35.0
+    elif change == "supine":        # its contrast on the upper side: placed by upper_collection
+        c.evidence["dependent_cos"] = -0.9
+    elif change == "rank":          # a second onset of the same component
+        c.evidence["onset_rank_in_component"] = 1
+    elif change == "sleeve":
+        c.kind, c.side = "nerve_root_sleeve", "left"
+    dt.place_dependent_collections(v, [c])
+    assert c.slice_index == 50 and "found_slice" not in c.evidence
