@@ -755,8 +755,8 @@ def test_dependent_collection_is_placed_where_that_side_is_densest():
 def test_dependent_collection_left_where_found(change):
     v, c = _prone_collection(at=(5, 11) if change == "far" else (30, 36),
                              extra_hu=10.0 if change == "weak" else 150.0)
-    if change == "far":             # more than DEPENDENT_REACH_LEVELS from its own extent
-        c.evidence["level_range"] = (float(v.level_coord[70]), float(v.level_coord[79]))
+    if change == "far":             # more than DEPENDENT_REACH_LEVELS from where it was found
+        c.level_coord, c.slice_index = float(v.level_coord[79]), 79
     elif change == "late":          # first seen after the last pass before the last
         c.onset_time_s = 35.0
     elif change == "supine":        # its contrast on the upper side: placed by upper_collection
@@ -765,5 +765,28 @@ def test_dependent_collection_left_where_found(change):
         c.evidence["onset_rank_in_component"] = 1
     elif change == "sleeve":
         c.kind, c.side = "nerve_root_sleeve", "left"
+    found = c.slice_index
     dt.place_dependent_collections(v, [c])
-    assert c.slice_index == 50 and "found_slice" not in c.evidence
+    assert c.slice_index == found and "found_slice" not in c.evidence
+
+
+def test_thin_contrast_along_many_levels_is_not_a_collection():
+    # a rim at the sac's edge: 300 mm^3 along 10 levels (250 mm), timed with the sac, growing
+    rim = _cand("T8", "ventral", kind="dural_tear", delay=1.0, volume=300.0, span=10.0,
+                growth=5.0, para=0.0)
+    rim.evidence["length_mm"] = 250.0
+    assert not dt.is_leak(rim, [rim])
+    # the same contrast 4 mm^2 thick is a collection spreading along the spine
+    rim.evidence["volume_mm3"] = 1000.0
+    assert dt.is_leak(rim, [rim])
+    # thin, but as large as a collection in front of the sac: still a rim
+    rim.evidence.update(volume_mm3=dt.COLLECTION_MM3 + 100.0, length_mm=400.0)
+    assert not dt.is_leak(rim, [rim])
+    # thin and late: its timing makes it a leak
+    rim.delay_s = 8.0
+    assert dt.is_leak(rim, [rim])
+    # a short one is not judged by its thickness
+    short = _cand("T8", "ventral", kind="dural_tear", delay=1.0, volume=100.0, span=0.5,
+                  growth=5.0, para=0.0)
+    short.evidence["length_mm"] = 200.0
+    assert dt.is_leak(short, [short])
