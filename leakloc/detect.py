@@ -909,9 +909,14 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     largest such bump of DEPENDENT_BUMP_HU or more within DEPENDENT_REACH_LEVELS of where it was
     found (its timing places it that well; farther, the bump is another collection's, or the
     sac's own density rising towards the injection); its onset and timing stay those it was
-    found with
-    (``evidence['found_slice']``, ``evidence['dependent_bump_hu']``). Candidates are changed
-    in place.
+    found with (``evidence['found_slice']``, ``evidence['dependent_bump_hu']``). Candidates
+    are changed in place.
+
+    Parameters
+    ----------
+    v : Voxels
+    candidates : list of Defect, from the connected extravasation (:func:`find_candidates`)
+    window_mm, smooth_mm : float, mm along the spine
     """
     p_all = len(v.enh_passes) if v.enh_passes is not None else 0
     if p_all < 3 or v.dependent_yx is None or v.dy_mm is None:
@@ -1159,7 +1164,9 @@ def is_leak(c: Defect, candidates=()) -> bool:
     arrival, stay local and do not grow, and root sleeves come in pairs; a leak starts later than
     the sac (or ahead of it, fed along a collection), spreads along the spine or grows from pass
     to pass, on one side. Lateral contrast along the spine beside a collection on the sac's
-    upper side is that collection's edge (:func:`_beside_upper_collection`).
+    upper side is that collection's edge (:func:`_beside_upper_collection`). Contrast thinner
+    than a collection (COLLECTION_MIN_MM2) along many levels is a rim at the sac's edge: only
+    its timing can make it a leak.
     """
     e = c.evidence
     if "upper_excess" in e:
