@@ -91,13 +91,13 @@ DEPENDENT_COLLECTION_MM3 = 2500.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 #: an epidural collection holds at least this much contrast per mm of the spine it runs along,
-#: mm^2 (its volume over its length): contrast thinner than that along many levels is a rim at
-#: the sac's edge (partial volume, or a pass that moved by a fraction of a voxel), and its
-#: length and growth are not those of a collection. Ranked again offline from the stored
-#: candidates of 390 development studies (83 controls; from earlier versions of this module,
-#: their lengths taken as 25 mm per level), 1.5 to 4 mm^2 gave the same: 2 of 14 false calls
-#: in controls gone, 2 wrong calls made exact and 2 others now missed; 1 mm^2 found only one
-#: of those calls, and 6 mm^2 or more began to miss leaks
+#: mm^2 (its volume over the length of the spine it covers): contrast thinner than that along
+#: many levels is a rim at the sac's edge (partial volume, or a pass that moved by a fraction
+#: of a voxel), and its length and growth are not those of a collection. Ranked again offline
+#: from the stored candidates of 390 development studies (83 controls; from earlier versions
+#: of this module, their lengths taken as 25 mm per level), 1.5 to 4 mm^2 gave the same: 2 of
+#: 14 false calls in controls gone, 2 wrong calls made exact and 2 others now missed; 1 mm^2
+#: found only one of those calls, and 6 mm^2 or more began to miss leaks
 COLLECTION_MIN_MM2 = 2.0
 
 
@@ -625,7 +625,9 @@ def find_candidates(v: Voxels):
         span_levels = float(np.nanmax(lc_all) - np.nanmin(lc_all)) if np.isfinite(lc_all).any() else 0.0
         level_range = (float(np.nanmin(lc_all)), float(np.nanmax(lc_all))) \
             if np.isfinite(lc_all).any() else (float("nan"), float("nan"))
-        length_mm = float(zz.max() - zz.min() + 1) * sz
+        # (the length of the spine it covers: pieces of one collection merged across a gap
+        # are not thinner for the gap)
+        length_mm = float(np.unique(zz).size) * sz
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
@@ -867,14 +869,16 @@ def dependent_bump(q_dep, allowed, sm, win):
     q_dep : ndarray (Z,), 75th percentile enhancement of the dependent side per slice, HU
         (NaN: too few voxels)
     allowed : ndarray of bool (Z,), the slices that count (not the injection)
-    sm : int, slices averaged (the ends are not repeated); win : int, slices of the running
-        median the average is compared with, along each unbroken stretch of slices that count
-        (its ends repeated)
+    sm : int, slices averaged (the ends are not repeated; a slice with fewer than half of its
+        window counting does not count); win : int, slices of the running median the average
+        is compared with, along each unbroken stretch of slices that count (its ends repeated;
+        a stretch shorter than half of it does not count)
 
     Returns
     -------
-    bump : ndarray (Z,), HU; -inf where a slice does not count or its dependent side holds
-        less than SIDE_FILLED_HU (the sac has not filled there: nothing to compare)
+    bump : ndarray (Z,), HU; -inf where a slice does not count or its dependent side (so
+        averaged) holds less than SIDE_FILLED_HU (the sac has not filled there: nothing to
+        compare)
     """
     ok = np.isfinite(q_dep) & allowed
     bump = np.full(q_dep.shape, -np.inf)
@@ -884,9 +888,13 @@ def dependent_bump(q_dep, allowed, sm, win):
     # (along each stretch of slices that count on its own: across the injection, or a gap, the
     # far side is another part of the spine, and a density rising into the injection would
     # peak where its stretch ends)
+    # (a stretch shorter than half the window, between a gap and the injection or at the end of
+    # the field of view, would be compared mostly with its own repeated ends: it is not)
     lab, _ = ndimage.label(np.isfinite(dens))
     for sl in ndimage.find_objects(lab):
         d = dens[sl]
+        if d.size < win // 2:
+            continue
         b = d - ndimage.median_filter(d, size=win, mode="nearest")
         bump[sl] = np.where(d >= SIDE_FILLED_HU, b, -np.inf)
     return bump
@@ -904,13 +912,14 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     relative to the sac's dependent side along the spine around it (:func:`dependent_bump`,
     averaged over ``smooth_mm``, against a running median over ``window_mm``; not where the
     sac was full by the second pass, at the injection). Each first candidate of a component
-    (a dural tear whose contrast lies mostly on the dependent side, ``dependent_cos`` above
-    0.5, seen by that pass: its onset no later than that pass at its slice) is moved to the
-    largest such bump of DEPENDENT_BUMP_HU or more within DEPENDENT_REACH_LEVELS of where it was
-    found (its timing places it that well; farther, the bump is another collection's, or the
-    sac's own density rising towards the injection); its onset and timing stay those it was
-    found with (``evidence['found_slice']``, ``evidence['dependent_bump_hu']``). Candidates
-    are changed in place.
+    (a dural tear whose contrast near its onset lies mostly on the dependent side,
+    ``dependent_cos`` above 0.5, seen by that pass: its onset no later than that pass at its
+    slice) is moved to the largest such bump of DEPENDENT_BUMP_HU or more within
+    DEPENDENT_REACH_LEVELS of where it was found (its timing places it that well; farther, the
+    bump is another collection's, or the sac's own density rising towards the injection), on
+    slices with a level of their own; its onset and timing stay those it was found with
+    (``evidence['found_slice']``, ``evidence['dependent_bump_hu']``). Candidates are changed
+    in place.
 
     Parameters
     ----------
@@ -937,16 +946,19 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     allowed = v.t_intrathecal_s > v.slice_times_s[1] - 0.5
     bump = dependent_bump(_slice_percentile(e, bot, 75), allowed, sm, win)
     lc_all = _level_at(v, np.arange(bump.size, dtype=float))
+    # (only slices with a level of their own: beyond the vertebrae named, the interpolated
+    # level is the last one's, whatever the distance)
+    named = np.isfinite(v.level_coord)
     for c in todo:
         lo, hi = c.evidence["level_range"]
-        near = np.abs(lc_all - c.level_coord) <= DEPENDENT_REACH_LEVELS   # (NaN: False)
-        b = np.where(near, bump, -np.inf)
+        b = np.where(named & (np.abs(lc_all - c.level_coord) <= DEPENDENT_REACH_LEVELS),
+                     bump, -np.inf)
         z = int(np.argmax(b))
         if not b[z] >= DEPENDENT_BUMP_HU:
             continue
         lc = float(lc_all[z])
         c.evidence.update(found_slice=int(c.slice_index), dependent_bump_hu=float(b[z]),
-                          level_range=(min(lo, lc), max(hi, lc)))
+                          level_range=(float(np.fmin(lo, lc)), float(np.fmax(hi, lc))))
         c.level_coord, c.level, c.slice_index = lc, _lv.name_of(lc), z
         c.z_mm = float(v.z_mm[z])
         ys, xs = np.nonzero(bot[z] & (e[z] >= EXTRAVASATION_HU))
@@ -1165,8 +1177,8 @@ def is_leak(c: Defect, candidates=()) -> bool:
     the sac (or ahead of it, fed along a collection), spreads along the spine or grows from pass
     to pass, on one side. Lateral contrast along the spine beside a collection on the sac's
     upper side is that collection's edge (:func:`_beside_upper_collection`). Contrast thinner
-    than a collection (COLLECTION_MIN_MM2) along many levels is a rim at the sac's edge: only
-    its timing can make it a leak.
+    than a collection (COLLECTION_MIN_MM2) along many levels is a rim at the sac's edge: its
+    length, growth and size do not make it a leak.
     """
     e = c.evidence
     if "upper_excess" in e:
@@ -1179,7 +1191,7 @@ def is_leak(c: Defect, candidates=()) -> bool:
     if e["volume_mm3"] < MIN_LEAK_MM3:
         return False
     # contrast thin along many levels is a rim at the sac's edge, not a collection: its length,
-    # growth and volume do not count, only its timing
+    # growth and volume do not count
     thin = c.kind == "dural_tear" and spreads and \
         e["volume_mm3"] < COLLECTION_MIN_MM2 * e.get("length_mm", 0.0)
     if thin:

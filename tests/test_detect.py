@@ -790,3 +790,30 @@ def test_thin_contrast_along_many_levels_is_not_a_collection():
                   growth=5.0, para=0.0)
     short.evidence["length_mm"] = 200.0
     assert dt.is_leak(short, [short])
+
+
+def test_dependent_bump_leaves_out_a_stretch_shorter_than_half_its_window():
+    # slices 0..5 between the end of the field and the injection (6..79 left out) peak in the
+    # middle: too few to compare with anything but their own ends
+    q = np.full(100, 300.0)
+    q[2:4] = 360.0
+    allowed = np.ones(100, bool)
+    allowed[6:40] = False
+    bump = dt.dependent_bump(q, allowed, 1, 21)
+    assert np.all(np.isneginf(bump[:6])) and np.all(np.isfinite(bump[40:]))
+
+
+def test_dependent_collection_is_not_moved_beyond_the_levels_named():
+    # no level beyond slice 40 (the label map ends there): the collection at 50..55 lies at an
+    # unknown distance from where the candidate was found (slice 38)
+    v, c = _prone_collection(at=(50, 56))
+    v.level_coord = v.level_coord.copy()
+    v.level_coord[41:] = np.nan
+    c.level_coord, c.slice_index = float(v.level_coord[38]), 38
+    dt.place_dependent_collections(v, [c])
+    assert c.slice_index == 38 and "found_slice" not in c.evidence
+    # with the levels named there, it is moved
+    v2, c2 = _prone_collection(at=(50, 56))
+    c2.level_coord, c2.slice_index = float(v2.level_coord[38]), 38
+    dt.place_dependent_collections(v2, [c2])
+    assert 50 <= c2.slice_index < 56
