@@ -91,7 +91,7 @@ DEPENDENT_COLLECTION_MM3 = 2500.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 #: an epidural collection holds at least this much contrast per mm of the spine it runs along,
-#: mm^2 (its volume over the length of the spine it covers): contrast thinner than that along
+#: mm^2 (its volume over its extent along the spine): contrast thinner than that along
 #: many levels is a rim at the sac's edge (partial volume, or a pass that moved by a fraction
 #: of a voxel), and its length and growth are not those of a collection. Ranked again offline
 #: from the stored candidates of 390 development studies (83 controls; from earlier versions
@@ -625,9 +625,10 @@ def find_candidates(v: Voxels):
         span_levels = float(np.nanmax(lc_all) - np.nanmin(lc_all)) if np.isfinite(lc_all).any() else 0.0
         level_range = (float(np.nanmin(lc_all)), float(np.nanmax(lc_all))) \
             if np.isfinite(lc_all).any() else (float("nan"), float("nan"))
-        # (the length of the spine it covers: pieces of one collection merged across a gap
-        # are not thinner for the gap)
-        length_mm = float(np.unique(zz).size) * sz
+        # (its extent along the spine: a rim at the sac's edge comes in pieces along it. Only
+        # the slices with contrast, the extent less its gaps, kept 152 a false call and lost 169
+        # on the tuning seeds)
+        length_mm = float(zz.max() - zz.min() + 1) * sz
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
