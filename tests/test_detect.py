@@ -817,3 +817,19 @@ def test_dependent_collection_is_not_moved_beyond_the_levels_named():
     c2.level_coord, c2.slice_index = float(v2.level_coord[38]), 38
     dt.place_dependent_collections(v2, [c2])
     assert 50 <= c2.slice_index < 56
+
+
+def test_dependent_collection_is_not_moved_where_that_side_is_thinner():
+    # slices 20..45 hold 200 HU less on the dependent side (the front of the contrast, or the
+    # canal's shape); a bump of 100 HU at 30..35 stands out there but stays thinner than slice 50
+    v, c = _prone_collection(at=(30, 36), extra_hu=100.0)
+    e = v.enh_passes[3].copy()
+    down = (v.dy_mm < -0.3 * 6.0) & (v.compartments == 1)
+    for z in range(20, 46):
+        e[z][down[z]] -= 200.0
+    v.enh_passes[3] = e
+    bump = dt.dependent_bump(np.array([np.percentile(e[z][down[z] & (np.abs(v.dx_mm[z]) < 9)], 75)
+                                       for z in range(e.shape[0])]), np.ones(80, bool), 5, 39)
+    assert 30 <= int(np.argmax(bump)) < 36       # the largest bump is there
+    dt.place_dependent_collections(v, [c])
+    assert c.slice_index == 50 and "found_slice" not in c.evidence
