@@ -761,8 +761,10 @@ def find_candidates(v: Voxels):
             out.append(Defect(level=name, level_coord=lc, z_mm=z_mm, side=side, kind=kind,
                               onset_time_s=onset, confidence=0.0, delay_s=delay, slice_index=zi,
                               yx=(y_c, x_c), evidence=ev))
-    place_dependent_collections(v, out)
-    up = upper_collection(v)
+    # (the canal's upper and dependent sides, once for both)
+    sides = _side_masks(v) if v.dependent_yx is not None and v.dy_mm is not None else None
+    place_dependent_collections(v, out, sides=sides)
+    up = upper_collection(v, sides=sides)
     if up is not None:
         cand, where = up
         cand.evidence["component"] = len(objs) + 1
@@ -904,7 +906,8 @@ def dependent_bump(q_dep, allowed, sm, win):
     return bump
 
 
-def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm=10.0):
+def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm=10.0,
+                                sides=None):
     """Place each epidural collection on the sac's dependent side where it is densest.
 
     A collection on the dependent side (a ventral tear in a prone patient) lies under the
@@ -923,15 +926,16 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     bump is another collection's, or the sac's own density rising towards the injection), on
     slices with a level of their own, and only where the dependent side is at least as dense
     as where it was found (a bump where the sac is thinner, as at the front of its contrast or
-    where the canal's shape changes level by level, is not denser than the defect); its onset and timing stay those it was found with
-    (``evidence['found_slice']``, ``evidence['dependent_bump_hu']``). Candidates are changed
-    in place.
+    where the canal's shape changes level by level, is not denser than the defect); its onset
+    and timing stay those it was found with (``evidence['found_slice']``,
+    ``evidence['dependent_bump_hu']``). Candidates are changed in place.
 
     Parameters
     ----------
     v : Voxels
     candidates : list of Defect, from the connected extravasation (:func:`find_candidates`)
     window_mm, smooth_mm : float, mm along the spine
+    sides : the study's :func:`_side_masks`, or None: computed here
     """
     p_all = len(v.enh_passes) if v.enh_passes is not None else 0
     if p_all < 3 or v.dependent_yx is None or v.dy_mm is None:
@@ -945,7 +949,7 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
         return
     k = p_all - 2
     e = v.enh_passes[k]
-    bot = _side_masks(v)[1]
+    bot = (sides or _side_masks(v))[1]
     sz = float(v.spacing_mm[2])
     sm = max(1, int(round(smooth_mm / sz)))
     win = max(3, int(round(window_mm / sz))) | 1
@@ -974,7 +978,7 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
             c.yx = (float(ys.mean()), float(xs.mean()))
 
 
-def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
+def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
     """A collection on the upper (non-dependent) side of the sac, from its density.
 
     Contrast layers: the sac's upper side fills late and thin, slowly along the spine as the
@@ -997,7 +1001,8 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     at the slice it was found at, ``upper_found_slice``). The ratio finds the collection but
     does not place its defect: that is where the collection is densest along it
     (:func:`_densest_upper`). ``span_levels`` is the length of the slices found;
-    ``level_range`` also covers the stretch the upper side is dense along.
+    ``level_range`` also covers the stretch the upper side is dense along. ``sides``: the
+    study's :func:`_side_masks`, or None: computed here.
 
     Returns
     -------
@@ -1009,7 +1014,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0):
     p_all = len(v.enh_passes)
     if p_all < 3:
         return None
-    top, bot, cosd = _side_masks(v)
+    top, bot, cosd = sides or _side_masks(v)
     nz = top.shape[0]
     zi = np.arange(nz)
     sz = float(v.spacing_mm[2])
