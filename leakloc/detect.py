@@ -62,6 +62,8 @@ EXTRAVASATION_HU = 90.0
 VENOUS_ENH_HU, VENOUS_ABS_HU = 30.0, 70.0
 #: denser than this (enhancement, HU) is CSF contrast, not a vein
 VENOUS_MAX_ENH_HU = 350.0
+#: a vein seen in the last pass only counts from this enhancement (HU; the fistula's 70 HU rise)
+VENOUS_LAST_PASS_HU = 70.0
 #: a candidate whose 95th percentile enhancement (HU) reaches this holds CSF contrast: a leak
 #: through a sleeve, not a fistula's vein
 CSF_DENSE_HU = 300.0
@@ -99,6 +101,17 @@ MIN_LEAK_MM3 = 80.0
 #: 14 false calls in controls gone, 2 wrong calls made exact and 2 others now missed; 1 mm^2
 #: found only one of those calls, and 6 mm^2 or more began to miss leaks
 COLLECTION_MIN_MM2 = 2.0
+#: contrast all of which (RIM_FRACTION of its voxels or more) lies within RIM_MM of the sac, in
+#: the axial plane, is a rim on the sac's wall, not a collection: where a moved pass was
+#: registered a fraction of a voxel off, or the sac's edge was drawn a voxel inside its
+#: contrast, its own contrast is left outside it along one side (a collection from a dural
+#: tear lies several mm deep: 3-4 mm at the 90th percentile in the phantoms' leaks). The
+#: distance is at least the in-plane voxel size: a rim is one voxel thick at any resolution
+RIM_MM, RIM_FRACTION = 1.5, 0.9
+#: extravasation whose extent along the spine is under this fraction of the diameter of its
+#: largest axial cross-section is flat: in one slab only (a streak, a pass that moved), not a
+#: collection or the blob around a leaking sleeve, which are as long as they are wide or longer
+FLAT_RATIO = 0.5
 
 
 @dataclass
@@ -113,7 +126,8 @@ class Voxels:
     t_intrathecal_s : (Z,), local intrathecal arrival per slice, NaN = never
     dy_mm, dx_mm : float32 (Z, Y, X), offset of each voxel from the canal centre, mm
     dependent_yx : (2,), unit vector (y, x) towards the side contrast layers on, or None
-    steady_hu : float32 (Z, Y, X), enhancement held over two consecutive passes, HU, or None
+    steady_hu : float32 (Z, Y, X), enhancement held over two consecutive passes or clear in the
+        last (:func:`steady_enhancement`), HU, or None
     lag_tol_s : float32 (Z, Y, X), s, largest lag still filling with the sac, or None (study-wide)
     enh_passes : list of P float32 (Z, Y, X), enhancement of every pass, HU, or None
     """
@@ -216,6 +230,37 @@ def _dependent_cos(v: Voxels, idx=None):
         dy, dx = np.broadcast_to(dy, shape)[idx], np.broadcast_to(dx, shape)[idx]
     rr = np.sqrt(dy ** 2 + dx ** 2) + 1e-3
     return rr, (dy * v.dependent_yx[0] + dx * v.dependent_yx[1]) / rr
+
+
+def steady_enhancement(enh_passes, last_pass_hu=None):
+    """Enhancement held over two consecutive passes, or seen clearly in the last one.
+
+    A streak or a noise speck is in one pass only, so a vein is judged on the lower of two
+    consecutive passes. A vein that opacifies only in the last pass (a fistula that opened
+    after the pass before, or at a level the intrathecal front reached late) is seen once: it
+    counts where its enhancement there reaches ``last_pass_hu``, well clear of the noise.
+
+    Parameters
+    ----------
+    enh_passes : list of P >= 1 ndarray float32, shape (Z, Y, X), enhancement per pass, HU
+    last_pass_hu : float, HU (default VENOUS_LAST_PASS_HU)
+
+    Returns
+    -------
+    ndarray float32, shape (Z, Y, X), HU (a new array)
+    """
+    last_pass_hu = VENOUS_LAST_PASS_HU if last_pass_hu is None else float(last_pass_hu)
+    n = len(enh_passes)
+    if n == 0:
+        raise ValueError("steady_enhancement: no passes")
+    if n == 1:
+        return np.array(enh_passes[0], dtype=np.float32, copy=True)
+    steady = np.minimum(enh_passes[0], enh_passes[1]).astype(np.float32, copy=False)
+    for i in range(1, n - 1):
+        np.maximum(steady, np.minimum(enh_passes[i], enh_passes[i + 1]), out=steady)
+    last = enh_passes[-1]
+    np.maximum(steady, np.where(last >= last_pass_hu, last, np.float32(0.0)), out=steady)
+    return steady
 
 
 def extravasation_mask(v: Voxels):
@@ -371,6 +416,31 @@ def _merge_collections(v: Voxels, lab, n, max_gap_mm=220.0):
         return lab, n
     _, new = np.unique(roots, return_inverse=True)
     return new[lab].astype(np.int32), int(new.max())
+
+
+def _disk_yx(spacing_yx_mm, radius_mm):
+    """An in-plane disk of ``radius_mm`` as a (1, H, W) structuring element."""
+    ry, rx = (int(math.floor(radius_mm / s + 1e-6)) for s in spacing_yx_mm)
+    y, x = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    return ((y * spacing_yx_mm[0]) ** 2 + (x * spacing_yx_mm[1]) ** 2
+            <= radius_mm ** 2 + 1e-6)[None]
+
+
+def _rim_fraction(sac, sl, sub, disk):
+    """The fraction of a component's voxels within the disk's radius of the sac, in-plane.
+
+    Parameters
+    ----------
+    sac : ndarray bool (Z, Y, X); sl : tuple of slices, the component's bounding box;
+    sub : ndarray bool, the component within ``sl``; disk : (1, H, W) structuring element
+    """
+    py, px = disk.shape[1] // 2, disk.shape[2] // 2
+    y0, x0 = max(0, sl[1].start - py), max(0, sl[2].start - px)
+    box = sac[sl[0], y0:sl[1].stop + py, x0:sl[2].stop + px]
+    near = ndimage.binary_dilation(box, structure=disk)
+    near = near[:, sl[1].start - y0:sl[1].start - y0 + sub.shape[1],
+                sl[2].start - x0:sl[2].start - x0 + sub.shape[2]]
+    return float(near[sub].mean())
 
 
 def _level_at(v: Voxels, z):
@@ -595,6 +665,8 @@ def find_candidates(v: Voxels):
     sac = v.compartments == _an.SAC
     near_sac = ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
                                        iterations=max(1, int(round(4.0 / min(sx, sy)))))
+    rim_mm = max(RIM_MM, sx, sy)
+    rim_disk = _disk_yx((sy, sx), rim_mm)
     p = v.slice_times_s.shape[0]
     # (how far down, towards the side contrast layers on, a candidate lies is known when)
     has_down = v.dependent_yx is not None and v.dy_mm is not None
@@ -629,6 +701,9 @@ def find_candidates(v: Voxels):
         # the slices with contrast, the extent less its gaps, kept 152 a false call and lost 169
         # on the tuning seeds)
         length_mm = float(zz.max() - zz.min() + 1) * sz
+        rim_fraction = _rim_fraction(sac, sl, sub, rim_disk)
+        # (how wide its largest axial cross-section is: the diameter of a disk of its area)
+        width_mm = 2.0 * math.sqrt(float(np.bincount(zz - sl[0].start).max()) * sx * sy / math.pi)
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
@@ -748,7 +823,7 @@ def find_candidates(v: Voxels):
             z_mm = float(np.interp(z_c, np.arange(v.z_mm.size), v.z_mm))
             ev = dict(volume_mm3=nvox * vox_mm3, delay_s=delay, span_levels=span_levels,
                       level_range=level_range, length_mm=length_mm,
-                      growth=growth, first_pass=k0, frac_paraspinal=frac_para,
+                      width_mm=width_mm, rim_fraction=rim_fraction, growth=growth, first_pass=k0, frac_paraspinal=frac_para,
                       frac_venous=frac_venous, peak_median_hu=float(np.median(pk)),
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
@@ -1197,6 +1272,15 @@ def is_leak(c: Defect, candidates=()) -> bool:
     if "upper_excess" in e:
         # a collection on the sac's upper side, found by its density (upper_collection)
         return e["volume_mm3"] >= MIN_LEAK_MM3
+    if e.get("rim_fraction", 0.0) >= RIM_FRACTION:
+        # contrast on the sac's wall, as thin as a voxel all along it: a rim, not a leak
+        return False
+    if c.kind != "csf_venous_fistula" and \
+            e.get("length_mm", math.inf) < FLAT_RATIO * e.get("width_mm", 0.0):
+        # wide in the axial plane but on a slice or two: an artefact of one slab (a streak, a
+        # pass that moved), not contrast that left through the dura (a vein running out through
+        # the foramen is flat, a collection or a sleeve's blob is not)
+        return False
     iv = max(e["interval_s"], 1.0)
     delayed = math.isfinite(c.delay_s) and abs(c.delay_s) > 0.35 * iv
     spreads = e["span_levels"] >= 1.5

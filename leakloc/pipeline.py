@@ -416,11 +416,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     _say(progress, "kinetics and detection")
     t_it_slice = dt.intrathecal_arrival_per_slice(comp, arrival)
     kpass = an.first_pass_index(arrival, st)
-    # enhancement that persists over two consecutive passes (the last pass counts alone): a
-    # streak or a noise speck is in one pass only
-    steady = np.minimum(enh[0], enh[1]) if n > 1 else enh[0].copy()
-    for i in range(1, n - 1):
-        np.maximum(steady, np.minimum(enh[i], enh[i + 1]), out=steady)
+    steady = dt.steady_enhancement(enh)
     dy_mm, dx_mm = an.polar_grid(shape, anat.centreline_yx - np.array([y0, x0], float), (sy, sx))
     vox = dt.Voxels(compartments=comp, sectors=sect, peak_hu=peak, arrival_s=arrival,
                     baseline_hu=baseline, first_pass=kpass, lag_s=anat.lag_s,

@@ -833,3 +833,78 @@ def test_dependent_collection_is_not_moved_where_that_side_is_thinner():
     assert 30 <= int(np.argmax(bump)) < 36       # the largest bump is there
     dt.place_dependent_collections(v, [c])
     assert c.slice_index == 50 and "found_slice" not in c.evidence
+
+
+def test_rim_fraction_of_contrast_on_the_sac_wall():
+    # a sac of radius 5 voxels; a one-voxel rim around its left edge, and a collection 4 voxels
+    # deep in front of it; 1 mm voxels, rim distance 1.5 mm
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    sac = np.broadcast_to(r <= 5, (6, 40, 40)).copy()
+    disk = dt._disk_yx((1.0, 1.0), 1.5)
+    assert disk.shape == (1, 3, 3) and disk.all()
+    rim = np.broadcast_to((r > 5) & (r <= 6) & (xx < 20), (6, 40, 40)).copy()
+    deep = np.broadcast_to((r > 5) & (r <= 9) & (yy < 17), (6, 40, 40)).copy()
+    for mask, lo, hi in ((rim, 1.0, 1.0), (deep, 0.2, 0.5)):
+        zz, ys, xs = np.nonzero(mask)
+        sl = (slice(0, 6), slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        sub = mask[sl]
+        f = dt._rim_fraction(sac, sl, sub, disk)
+        assert lo <= f <= hi, f
+        # the same against a plain numpy reference: every voxel's in-plane distance to the sac
+        sy, sx = np.nonzero(sac[0])
+        d = np.array([np.min(np.hypot(sy - y, sx - x)) for y, x in zip(ys, xs)])
+        assert f == pytest.approx(float(np.mean(d <= 1.5)))
+
+
+def test_contrast_on_the_sac_wall_is_not_a_leak():
+    # long, large, late and growing: everything a leak has, but all of it on the sac's wall
+    rim = _cand("T8", "left", delay=8.0, volume=1000.0, span=5.8, growth=5.0, para=0.02)
+    rim.evidence.update(length_mm=212.0, rim_fraction=0.96)
+    assert not dt.is_leak(rim, [rim])
+    # the same reaching a few mm deep is a long lateral collection
+    rim.evidence["rim_fraction"] = 0.5
+    assert dt.is_leak(rim, [rim])
+    # a ventral one, timed with the sac but spreading: the same
+    v = _cand("L2", "ventral", kind="dural_tear", delay=-0.1, volume=704.0, span=3.8,
+              growth=1.1, para=0.0)
+    v.evidence.update(length_mm=148.0, rim_fraction=0.95)
+    assert not dt.is_leak(v, [v])
+    v.evidence["rim_fraction"] = 0.4
+    assert dt.is_leak(v, [v])
+
+
+def test_steady_enhancement_keeps_two_passes_or_a_clear_last_one():
+    rng = np.random.default_rng(3)
+    enh = [rng.normal(0, 40, (3, 4, 5)).astype(np.float32) for _ in range(4)]
+    enh[1][0, 0, 0], enh[2][0, 0, 0] = 200.0, 180.0      # a vein over passes 1 and 2
+    enh[2][1, 1, 1] = 500.0                             # a streak in one pass
+    enh[3][2, 2, 2] = 100.0                             # a vein seen in the last pass only
+    enh[3][2, 3, 3] = 60.0                              # ... too faint to count alone
+    got = dt.steady_enhancement(enh, last_pass_hu=70.0)
+    # plain reference
+    ref = np.full(enh[0].shape, -np.inf, np.float32)
+    for i in range(3):
+        ref = np.maximum(ref, np.minimum(enh[i], enh[i + 1]))
+    ref = np.maximum(ref, np.where(enh[3] >= 70.0, enh[3], 0.0))
+    np.testing.assert_array_equal(got, ref)
+    assert got[0, 0, 0] == pytest.approx(180.0) and got[1, 1, 1] < 500.0
+    assert got[2, 2, 2] == pytest.approx(100.0) and got[2, 3, 3] < 60.0
+    assert got.dtype == np.float32 and got is not enh[0]
+    with pytest.raises(ValueError):
+        dt.steady_enhancement([])
+
+
+def test_extravasation_on_one_slice_as_wide_as_a_blob_is_an_artefact():
+    # 124 mm^3 on one 2 mm slice, 9 mm across, ahead of the sac: a streak or a moved pass
+    flat = _cand("C7-T1", "left", delay=-9.9, volume=124.0, span=0.0, growth=1.3, para=1.0)
+    flat.evidence.update(length_mm=2.0, width_mm=8.9)
+    assert not dt.is_leak(flat, [flat])
+    # the same blob over 6 mm of the spine is a sleeve's leak
+    flat.evidence["length_mm"] = 6.0
+    assert dt.is_leak(flat, [flat])
+    # a fistula's vein running out through the foramen is flat and still a vein
+    vein = _cand("T9", "left", kind="csf_venous_fistula", delay=5.0, volume=290.0, span=0.2,
+                 growth=2.5, para=1.0)
+    vein.evidence.update(length_mm=4.0, width_mm=13.4, sector_weights=[0.0, 0.0, 1.0, 0.0])
+    assert dt.is_leak(vein, [vein])
