@@ -101,6 +101,25 @@ _DEPENDENT = {"HFP": "ventral", "FFP": "ventral", "HFS": "dorsal", "FFS": "dorsa
               "HFDR": "right", "FFDR": "right", "HFDL": "left", "FFDL": "left"}
 
 
+def disk_yx(spacing_yx_mm, radius_mm):
+    """An in-plane disk, a structuring element at least 3 x 3.
+
+    Parameters
+    ----------
+    spacing_yx_mm : (float, float), voxel size along y and x, mm
+    radius_mm : float
+
+    Returns
+    -------
+    ndarray bool, shape (2 ry + 1, 2 rx + 1): voxels within ``radius_mm`` of the centre
+    """
+    ry = max(1, int(round(radius_mm / spacing_yx_mm[0])))
+    rx = max(1, int(round(radius_mm / spacing_yx_mm[1])))
+    yy = np.arange(-ry, ry + 1)[:, None] * spacing_yx_mm[0]
+    xx = np.arange(-rx, rx + 1)[None, :] * spacing_yx_mm[1]
+    return yy ** 2 + xx ** 2 <= radius_mm ** 2 + 1e-6
+
+
 def patient_axes(direction, spacing_mm):
     """Ventral and left unit vectors in (y, x) mm of the index grid, and the cranial slice step.
 

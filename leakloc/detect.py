@@ -101,13 +101,14 @@ MIN_LEAK_MM3 = 80.0
 #: 14 false calls in controls gone, 2 wrong calls made exact and 2 others now missed; 1 mm^2
 #: found only one of those calls, and 6 mm^2 or more began to miss leaks
 COLLECTION_MIN_MM2 = 2.0
-#: contrast all of which (RIM_FRACTION of its voxels or more) lies within RIM_MM of the sac, in
-#: the axial plane, is a rim on the sac's wall, not a collection: where a moved pass was
-#: registered a fraction of a voxel off, or the sac's edge was drawn a voxel inside its
-#: contrast, its own contrast is left outside it along one side (a collection from a dural
-#: tear lies several mm deep: 3-4 mm at the 90th percentile in the phantoms' leaks). The
-#: distance is at least the in-plane voxel size: a rim is one voxel thick at any resolution
-RIM_MM, RIM_FRACTION = 1.5, 0.9
+#: contrast outside the sac most of which (RIM_FRACTION of its voxels or more) lies within
+#: RIM_MM of it, in the axial plane, is a rim on the sac's wall, not a collection: where a moved
+#: pass was registered a fraction of a voxel off, or the sac's edge was drawn a voxel inside
+#: its contrast, its own contrast is left outside it along one side. A collection from a dural
+#: tear lies deeper: in the phantoms' leaks a tenth of its voxels lie 3-4 mm or more from the
+#: sac, and a third to a half of them within RIM_MM (motion rims: 90 % or more). The distance
+#: is at least the in-plane voxel size
+RIM_MM, RIM_FRACTION = 1.5, 0.8
 #: extravasation whose extent along the spine is under this fraction of the diameter of its
 #: largest axial cross-section is flat: in one slab only (a streak, a pass that moved), not a
 #: collection or the blob around a leaking sleeve, which are as long as they are wide or longer
@@ -242,7 +243,8 @@ def steady_enhancement(enh_passes, last_pass_hu=None):
 
     Parameters
     ----------
-    enh_passes : list of P >= 1 ndarray float32, shape (Z, Y, X), enhancement per pass, HU
+    enh_passes : list of P >= 1 ndarray float32, shape (Z, Y, X), enhancement per pass, HU (a
+        single pass is returned as it is)
     last_pass_hu : float, HU (default VENOUS_LAST_PASS_HU)
 
     Returns
@@ -259,7 +261,7 @@ def steady_enhancement(enh_passes, last_pass_hu=None):
     for i in range(1, n - 1):
         np.maximum(steady, np.minimum(enh_passes[i], enh_passes[i + 1]), out=steady)
     last = enh_passes[-1]
-    np.maximum(steady, np.where(last >= last_pass_hu, last, np.float32(0.0)), out=steady)
+    np.maximum(steady, last, out=steady, where=last >= last_pass_hu)
     return steady
 
 
@@ -416,31 +418,6 @@ def _merge_collections(v: Voxels, lab, n, max_gap_mm=220.0):
         return lab, n
     _, new = np.unique(roots, return_inverse=True)
     return new[lab].astype(np.int32), int(new.max())
-
-
-def _disk_yx(spacing_yx_mm, radius_mm):
-    """An in-plane disk of ``radius_mm`` as a (1, H, W) structuring element."""
-    ry, rx = (int(math.floor(radius_mm / s + 1e-6)) for s in spacing_yx_mm)
-    y, x = np.mgrid[-ry:ry + 1, -rx:rx + 1]
-    return ((y * spacing_yx_mm[0]) ** 2 + (x * spacing_yx_mm[1]) ** 2
-            <= radius_mm ** 2 + 1e-6)[None]
-
-
-def _rim_fraction(sac, sl, sub, disk):
-    """The fraction of a component's voxels within the disk's radius of the sac, in-plane.
-
-    Parameters
-    ----------
-    sac : ndarray bool (Z, Y, X); sl : tuple of slices, the component's bounding box;
-    sub : ndarray bool, the component within ``sl``; disk : (1, H, W) structuring element
-    """
-    py, px = disk.shape[1] // 2, disk.shape[2] // 2
-    y0, x0 = max(0, sl[1].start - py), max(0, sl[2].start - px)
-    box = sac[sl[0], y0:sl[1].stop + py, x0:sl[2].stop + px]
-    near = ndimage.binary_dilation(box, structure=disk)
-    near = near[:, sl[1].start - y0:sl[1].start - y0 + sub.shape[1],
-                sl[2].start - x0:sl[2].start - x0 + sub.shape[2]]
-    return float(near[sub].mean())
 
 
 def _level_at(v: Voxels, z):
@@ -665,8 +642,9 @@ def find_candidates(v: Voxels):
     sac = v.compartments == _an.SAC
     near_sac = ndimage.binary_dilation(sac, structure=ndimage.generate_binary_structure(3, 1),
                                        iterations=max(1, int(round(4.0 / min(sx, sy)))))
-    rim_mm = max(RIM_MM, sx, sy)
-    rim_disk = _disk_yx((sy, sx), rim_mm)
+    # (within RIM_MM of the sac in the axial plane, and at least a voxel)
+    rim_disk = _an.disk_yx((sy, sx), max(RIM_MM, sx, sy))[None]
+    near_rim = ndimage.binary_dilation(sac, structure=rim_disk)
     p = v.slice_times_s.shape[0]
     # (how far down, towards the side contrast layers on, a candidate lies is known when)
     has_down = v.dependent_yx is not None and v.dy_mm is not None
@@ -701,9 +679,11 @@ def find_candidates(v: Voxels):
         # the slices with contrast, the extent less its gaps, kept 152 a false call and lost 169
         # on the tuning seeds)
         length_mm = float(zz.max() - zz.min() + 1) * sz
-        rim_fraction = _rim_fraction(sac, sl, sub, rim_disk)
-        # (how wide its largest axial cross-section is: the diameter of a disk of its area)
-        width_mm = 2.0 * math.sqrt(float(np.bincount(zz - sl[0].start).max()) * sx * sy / math.pi)
+        # how much of it, outside the sac (bridging joins a collection across the dura), lies on
+        # the sac's wall; how wide its largest axial cross-section is (a disk of its area)
+        off = comp != _an.SAC
+        rim_fraction = float(near_rim[zz[off], yy[off], xx[off]].mean()) if off.any() else 1.0
+        width_mm = 2.0 * math.sqrt(float(sub.sum(axis=(1, 2)).max()) * sx * sy / math.pi)
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
@@ -823,7 +803,8 @@ def find_candidates(v: Voxels):
             z_mm = float(np.interp(z_c, np.arange(v.z_mm.size), v.z_mm))
             ev = dict(volume_mm3=nvox * vox_mm3, delay_s=delay, span_levels=span_levels,
                       level_range=level_range, length_mm=length_mm,
-                      width_mm=width_mm, rim_fraction=rim_fraction, growth=growth, first_pass=k0, frac_paraspinal=frac_para,
+                      width_mm=width_mm, rim_fraction=rim_fraction, growth=growth,
+                      first_pass=k0, frac_paraspinal=frac_para,
                       frac_venous=frac_venous, peak_median_hu=float(np.median(pk)),
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
@@ -1266,20 +1247,22 @@ def is_leak(c: Defect, candidates=()) -> bool:
     to pass, on one side. Lateral contrast along the spine beside a collection on the sac's
     upper side is that collection's edge (:func:`_beside_upper_collection`). Contrast thinner
     than a collection (COLLECTION_MIN_MM2) along many levels is a rim at the sac's edge: its
-    length, growth and size do not make it a leak.
+    length, growth and size do not make it a leak. Contrast nearly all on the sac's wall
+    (``rim_fraction``, RIM_FRACTION) is a rim whatever its size, and contrast much wider across
+    than it is long along the spine (FLAT_RATIO) is an artefact of one slab: neither is a leak.
     """
     e = c.evidence
     if "upper_excess" in e:
         # a collection on the sac's upper side, found by its density (upper_collection)
         return e["volume_mm3"] >= MIN_LEAK_MM3
     if e.get("rim_fraction", 0.0) >= RIM_FRACTION:
-        # contrast on the sac's wall, as thin as a voxel all along it: a rim, not a leak
+        # contrast on the sac's wall, within RIM_MM of it nearly everywhere: a rim, not a leak
         return False
     if c.kind != "csf_venous_fistula" and \
             e.get("length_mm", math.inf) < FLAT_RATIO * e.get("width_mm", 0.0):
-        # wide in the axial plane but on a slice or two: an artefact of one slab (a streak, a
-        # pass that moved), not contrast that left through the dura (a vein running out through
-        # the foramen is flat, a collection or a sleeve's blob is not)
+        # wide in the axial plane but short along the spine: an artefact of one slab (a streak,
+        # a pass that moved), not contrast that left through the dura (a vein running out
+        # through the foramen is flat, a collection or a sleeve's blob is not)
         return False
     iv = max(e["interval_s"], 1.0)
     delayed = math.isfinite(c.delay_s) and abs(c.delay_s) > 0.35 * iv

@@ -147,15 +147,6 @@ MOTION_BONE_HU = 150.0
 _KEEP_DEBUG = False
 
 
-def _disk(spacing_yx_mm, radius_mm):
-    """Boolean in-plane disk structuring element of ``radius_mm`` (at least 3 x 3)."""
-    ry = max(1, int(round(radius_mm / spacing_yx_mm[0])))
-    rx = max(1, int(round(radius_mm / spacing_yx_mm[1])))
-    yy = np.arange(-ry, ry + 1)[:, None] * spacing_yx_mm[0]
-    xx = np.arange(-rx, rx + 1)[None, :] * spacing_yx_mm[1]
-    return yy ** 2 + xx ** 2 <= radius_mm ** 2 + 1e-6
-
-
 def _say(progress, msg):
     if progress is not None:
         progress(msg)
@@ -322,7 +313,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     del dyx
     col = ((stack_max - stack_min) > an.SAC_ENH_HU) & near
     del near
-    col = ndimage.binary_opening(col, structure=_disk((sy, sx), 1.5)[None])
+    col = ndimage.binary_opening(col, structure=an.disk_yx((sy, sx), 1.5)[None])
     pre = bool(col.any() and float(np.median((rois[0] - stack_min)[col])) < 20.0)
     # the baseline is each voxel's temporal minimum. Without a pre-contrast pass (or with one
     # taken after the injection reached the lumbar sac) the sac near the injection holds
