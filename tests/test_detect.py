@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from leakloc import AnalysisError, detect as dt
+from leakloc import AnalysisError, anatomy as an, detect as dt
 from leakloc import levels as lv
 
 
@@ -888,3 +888,59 @@ def test_extravasation_on_one_slice_as_wide_as_a_blob_is_an_artefact():
                  growth=2.5, para=1.0)
     vein.evidence.update(length_mm=4.0, width_mm=13.4, sector_weights=[0.0, 0.0, 1.0, 0.0])
     assert dt.is_leak(vein, [vein])
+
+
+def test_disk_yx_matches_a_plain_reference():
+    for spacing, radius in (((1.0, 1.0), 1.5), ((2.0, 0.5), 2.0), ((0.6, 0.8), 3.0)):
+        d = an.disk_yx(spacing, radius)
+        ry, rx = d.shape[0] // 2, d.shape[1] // 2
+        assert d.shape == (2 * ry + 1, 2 * rx + 1) and ry >= 1 and rx >= 1
+        for i in range(d.shape[0]):
+            for j in range(d.shape[1]):
+                r = math.hypot((i - ry) * spacing[0], (j - rx) * spacing[1])
+                assert d[i, j] == (r <= radius + 1e-6)
+
+
+def _late_outside(v, where, peak_hu=400.0):
+    """Extravasation on ``where`` (bool (Z, Y, X), outside the sac): dense, late after the sac."""
+    v.peak_hu = np.where(where, peak_hu, v.peak_hu).astype(np.float32)
+    v.arrival_s = np.where(where, 30.0, v.arrival_s).astype(np.float32)
+    v.lag_s = np.where(where, 15.0, v.lag_s).astype(np.float32)
+    v.first_pass = np.where(where, 3, v.first_pass).astype(np.int16)
+
+
+@pytest.mark.parametrize("what", ["rim", "collection", "flat"])
+def test_candidates_carry_their_rim_fraction_and_width(what):
+    v = _supine_canal()
+    rr = np.hypot(v.dy_mm, v.dx_mm)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    if what == "rim":          # one voxel on the sac's left wall along 40 slices
+        where = (rr > 6.0) & (rr <= 7.0) & (v.dx_mm > 2.0) & (z >= 20) & (z < 60)
+    elif what == "collection":  # 2-5 mm in front of the sac along 40 slices
+        where = (rr > 7.0) & (rr <= 10.0) & (v.dy_mm < -4.0) & (z >= 20) & (z < 60)
+    else:                       # a blob 7 mm across on one 2 mm slice, left of the canal
+        where = (v.dy_mm >= -5.0) & (v.dy_mm <= 5.0) & (v.dx_mm >= 7.0) & (z == 40)
+    _late_outside(v, where)
+    cands, mask = dt.find_candidates(v)
+    mine = [c for c in cands if 20 <= c.slice_index < 60]
+    assert mine and not np.any(mask[~where])
+    e = mine[0].evidence
+    area = float((mask > 0).sum(axis=(1, 2)).max())
+    assert e["width_mm"] == pytest.approx(2.0 * math.sqrt(area / math.pi))
+    if what == "rim":
+        assert e["rim_fraction"] == pytest.approx(1.0)
+        assert not dt.is_leak(mine[0], cands)
+    elif what == "collection":
+        # plain reference: voxels within 1.5 mm (in-plane) of a sac voxel
+        sac = v.compartments[40] == 1
+        sy, sx = np.nonzero(sac)
+        ys, xs = np.nonzero(mask[40])
+        near = [np.min(np.hypot(sy - y, sx - x)) <= 1.5 for y, x in zip(ys, xs)]
+        assert e["rim_fraction"] == pytest.approx(float(np.mean(near)), abs=0.02)
+        assert e["rim_fraction"] < dt.RIM_FRACTION and e["length_mm"] == 80.0
+    else:
+        assert e["length_mm"] == 2.0 and e["width_mm"] > 4.0
+        assert not dt.is_leak(mine[0], cands)
+        # the same blob on a 6 mm slice is as long as it is wide: a sleeve's leak
+        e["length_mm"] = 6.0
+        assert dt.is_leak(mine[0], cands)
