@@ -113,6 +113,11 @@ RIM_MM, RIM_FRACTION = 1.5, 0.8
 #: largest axial cross-section is flat: in one slab only (a streak, a pass that moved), not a
 #: collection or the blob around a leaking sleeve, which are as long as they are wide or longer
 FLAT_RATIO = 0.5
+#: a fistula's draining vein is a tube a few mm across (the phantoms' veins measure 3-6 mm,
+#: paraspinal and segmental veins in patients 2-5 mm): extravasation whose largest axial
+#: cross-section is wider than this (a disk of its area) is the pool around a leaking sleeve or
+#: a pseudomeningocele, however thin its contrast at the edges
+VEIN_MAX_WIDTH_MM = 12.0
 
 
 @dataclass
@@ -746,7 +751,7 @@ def find_candidates(v: Voxels):
             onsets_idx = [edge]
         # a vein holds venous densities; contrast that left through a sleeve is CSF-dense
         venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)) \
-            and float(np.percentile(pk, 95)) < CSF_DENSE_HU
+            and float(np.percentile(pk, 95)) < CSF_DENSE_HU and width_mm <= VEIN_MAX_WIDTH_MM
         # a draining vein seen along the spine is placed by its density (it fills within a pass,
         # so its arrival is flat along it)
         z_dens = _density_apex(zz[fin], pk[fin], sz) \

@@ -49,17 +49,18 @@ def test_fistula_drains_beside_the_spine():
 
 
 def _supine_canal(excess_at=None, nz=80, n_pass=5, prone=False, level0=8.0, excess_hu=400.0,
-                  excess_from=2):
+                  excess_from=2, half=10):
     """Voxels of a straight supine canal (radius 6 mm, 1 mm voxels, 2 mm slices) whose upper
     (ventral) side fills slowly as contrast mixes; with ``excess_at`` a collection there makes the
     upper side as dense as the dependent side from pass ``excess_from`` on, over 10 slices
     (``excess_hu``: its enhancement, HU). ``prone``: the
     patient lies on the ventral side (the upper side is dorsal); ``level0``: the level coordinate
-    of the first slice (6 levels down to the last)."""
-    ny = nx = 21
+    of the first slice (6 levels down to the last); ``half``: voxels from the centre to the
+    edge of the grid."""
+    ny = nx = 2 * half + 1
     yy, xx = np.mgrid[0:ny, 0:nx]
-    dy = np.broadcast_to((yy - 10.0)[None], (nz, ny, nx)).astype(np.float32)
-    dx = np.broadcast_to((xx - 10.0)[None], (nz, ny, nx)).astype(np.float32)
+    dy = np.broadcast_to((yy - float(half))[None], (nz, ny, nx)).astype(np.float32)
+    dx = np.broadcast_to((xx - float(half))[None], (nz, ny, nx)).astype(np.float32)
     rr = np.sqrt(dy ** 2 + dx ** 2)
     comp = np.where(rr <= 6.0, 1, 3).astype(np.uint8)
     ventral, left = np.array([-1.0, 0.0]), np.array([0.0, 1.0])
@@ -944,3 +945,19 @@ def test_candidates_carry_their_rim_fraction_and_width(what):
         # the same blob on a 6 mm slice is as long as it is wide: a sleeve's leak
         e["length_mm"] = 6.0
         assert dt.is_leak(mine[0], cands)
+
+
+@pytest.mark.parametrize("radius_mm, kind", [(1.5, "csf_venous_fistula"), (8.0, "nerve_root_sleeve")])
+def test_faint_contrast_beside_the_spine_is_a_vein_only_when_narrow(radius_mm, kind):
+    # faint (150 HU) late contrast left of the canal, all of it paraspinal: a vein 3 mm across
+    # is a fistula's; a pool 16 mm across is what pooled round a leaking sleeve (C7
+    # pseudomeningocele of the case library, 20 mm across), faint only at its edges
+    v = _supine_canal(half=24)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    where = (np.hypot(v.dy_mm, v.dx_mm - 15.0) <= radius_mm) & (z >= 30) & (z < 40)
+    _late_outside(v, where, peak_hu=150.0)
+    cands, mask = dt.find_candidates(v)
+    mine = [c for c in cands if 30 <= c.slice_index < 40]
+    assert mine and not np.any(mask[~where])
+    assert mine[0].side == "left" and mine[0].kind == kind
+    assert (mine[0].evidence["width_mm"] > dt.VEIN_MAX_WIDTH_MM) == (kind != "csf_venous_fistula")
