@@ -697,6 +697,14 @@ def find_candidates(v: Voxels):
         # outward, so its arrival profile along the spine has its minimum at the defect)
         near = near_sac[zz, yy, xx] & fin
         use = near if near.sum() >= 3 else fin
+        # slices where all of it outside the sac lies on the sac's wall hold a rim, not the
+        # collection: they do not time it
+        on_rim = near_rim[zz, yy, xx] | ~off
+        n_off = np.bincount(zz - zz.min(), weights=off.astype(float))
+        n_rim = np.bincount(zz - zz.min(), weights=(on_rim & off).astype(float))
+        rim_slice = (n_rim >= RIM_FRACTION * np.maximum(n_off, 1.0))[zz - zz.min()]
+        if (use & ~rim_slice).sum() >= 3:
+            use = use & ~rim_slice
         # an epidural collection is timed on its own side of the sac (ventral or dorsal):
         # small lateral pieces merged into it (late root sleeves, recesses) do not place it
         sec_c = v.sectors[zz, yy, xx]
