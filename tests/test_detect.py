@@ -961,3 +961,23 @@ def test_faint_contrast_beside_the_spine_is_a_vein_only_when_narrow(radius_mm, k
     assert mine and not np.any(mask[~where])
     assert mine[0].side == "left" and mine[0].kind == kind
     assert (mine[0].evidence["width_mm"] > dt.VEIN_MAX_WIDTH_MM) == (kind != "csf_venous_fistula")
+
+
+def test_onset_is_not_timed_on_slices_where_the_component_is_only_a_rim():
+    # a ventral collection 1-3 mm deep along slices 20-59, filling from slice 40 outward, and
+    # joined to it a one-voxel rim on the front of the sac's wall along slices 60-75 that
+    # times early (a moved pass): the rim's slices do not time the defect
+    v = _supine_canal(prone=True)    # (the front of the sac lies on the dependent side)
+    rr = np.hypot(v.dy_mm, v.dx_mm)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    col = (rr > 7.0) & (rr <= 9.0) & (v.dy_mm < -5.0) & (z >= 20) & (z < 60)
+    rim = (rr > 6.0) & (rr <= 7.0) & (v.dy_mm < -2.0) & (z >= 60) & (z < 76)
+    _late_outside(v, col)
+    _late_outside(v, rim, peak_hu=900.0)    # (as dense as the sac: not its blur)
+    arrival = np.where(col, 30.0 + 0.5 * np.abs(z - 40.0), np.where(rim, 20.0, v.arrival_s))
+    v.arrival_s = np.broadcast_to(arrival, v.peak_hu.shape).astype(np.float32)
+    cands, mask = dt.find_candidates(v)
+    assert not np.any(mask[~(col | rim)])
+    first = [c for c in cands if c.evidence["onset_rank_in_component"] == 0]
+    assert len(first) == 1 and first[0].side == "ventral"
+    assert abs(first[0].slice_index - 40) <= 2
