@@ -76,6 +76,8 @@ V_FIT_MIN_MM = 20.0
 #: how far beyond the seen ends of a collection its defect may lie (it filled with the sac
 #: there), mm
 V_EXTEND_MM = 20.0
+#: extravasation this much of which was first seen in one pass has no time course along the spine
+ONE_PASS_FRACTION = 0.95
 #: percentiles of a collection's arrival tried as the cap of its V (see :func:`_v_fit`)
 CAP_PERCENTILES = (50.0, 75.0, 90.0)
 #: and the least depth of a dip below its cap, s
@@ -595,12 +597,13 @@ _DENSITY_SLOPES_MM = np.array([0.0, 0.002, 0.004, 0.007, 0.01, 0.015, 0.025, 0.0
 
 
 def _density_apex(zz, peak_hu, sz_mm):
-    """Where a draining vein is densest along the spine: its fistula.
+    """Where a draining vein, or a collection seen in one pass, is densest along the spine.
 
     Contrast enters the vein at the fistula and is diluted as it drains away, so the vein's
     density along the spine peaks there and falls off both ways (one way when the vein drains
-    one way). Its log density per slice is fitted, by least absolute deviations, with a
-    symmetric fall-off from an apex; a flat vein has no apex.
+    one way); contrast enters a collection undiluted at the tear and mixes with the fluid
+    already there as it spreads. Its log density per slice is fitted, by least absolute
+    deviations, with a symmetric fall-off from an apex; a flat vein or collection has no apex.
 
     Parameters
     ----------
@@ -748,7 +751,12 @@ def find_candidates(v: Voxels):
             pk_idx = [i - 1 for i in pk_idx]
             if pk_idx:
                 onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: cost[i])
-        collection = frac_para < 0.5 and zu.size * sz >= V_FIT_MIN_MM and \
+        # contrast first seen all in one pass has no time course along the spine: its arrival
+        # profile is the order the scanner took its slices in, and the V of a collection's
+        # arms is not there to fit. It is placed where it is densest (nearest the defect)
+        n_first = np.bincount(np.clip(kp[fin], 0, None))
+        one_pass = float(n_first.max()) >= ONE_PASS_FRACTION * int(fin.sum())
+        collection = not one_pass and frac_para < 0.5 and zu.size * sz >= V_FIT_MIN_MM and \
             _sector_of(sec_c[use], np.ones(int(use.sum())))[0] in (_an.VENTRAL, _an.DORSAL)
         apex = _v_fit(zu, a_z, t_loc, sz, t_it_all=v.t_intrathecal_s,
                       ext_slices=int(round(V_EXTEND_MM / sz))) if collection else None
@@ -761,9 +769,9 @@ def find_candidates(v: Voxels):
         venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)) \
             and float(np.percentile(pk, 95)) < CSF_DENSE_HU and width_mm <= VEIN_MAX_WIDTH_MM
         # a draining vein seen along the spine is placed by its density (it fills within a pass,
-        # so its arrival is flat along it)
+        # so its arrival is flat along it), and so is a collection seen in one pass
         z_dens = _density_apex(zz[fin], pk[fin], sz) \
-            if venous_like and span_levels >= 1.5 and apex is None else None
+            if (venous_like or one_pass) and span_levels >= 1.5 and apex is None else None
         if z_dens is not None:
             # the density apex first; the timing's own onsets stay as alternatives (the apex
             # of a vein blurred by motion or streaks can be off)

@@ -976,8 +976,30 @@ def test_onset_is_not_timed_on_slices_where_the_component_is_only_a_rim():
     _late_outside(v, rim, peak_hu=900.0)    # (as dense as the sac: not its blur)
     arrival = np.where(col, 30.0 + 0.5 * np.abs(z - 40.0), np.where(rim, 20.0, v.arrival_s))
     v.arrival_s = np.broadcast_to(arrival, v.peak_hu.shape).astype(np.float32)
+    # (seen over two passes, the collection has a time course along the spine)
+    first = np.where(col & (np.abs(z - 40) > 8), 3, np.where(col | rim, 2, v.first_pass))
+    v.first_pass = np.broadcast_to(first, v.peak_hu.shape).astype(np.int16)
     cands, mask = dt.find_candidates(v)
     assert not np.any(mask[~(col | rim)])
     first = [c for c in cands if c.evidence["onset_rank_in_component"] == 0]
     assert len(first) == 1 and first[0].side == "ventral"
     assert abs(first[0].slice_index - 40) <= 2
+
+
+@pytest.mark.parametrize("apex", [30, 45])
+def test_collection_seen_in_one_pass_is_placed_where_it_is_densest(apex):
+    # a ventral collection along slices 20-59 first seen all in one pass: its arrival along
+    # the spine is only the order the scanner took the slices in (earliest at slice 20), and
+    # it is densest at ``apex``, falling away 70 mm each way: it is placed at the apex
+    v = _supine_canal(prone=True)
+    rr = np.hypot(v.dy_mm, v.dx_mm)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    col = (rr > 7.0) & (rr <= 9.0) & (v.dy_mm < -5.0) & (z >= 20) & (z < 60)
+    peak = 450.0 * np.exp(-2.0 * np.abs(z - apex) / 70.0)
+    _late_outside(v, col)
+    v.peak_hu = np.where(col, peak, v.peak_hu).astype(np.float32)
+    v.arrival_s = np.where(col, 35.0 + 0.05 * z, v.arrival_s).astype(np.float32)
+    cands, mask = dt.find_candidates(v)
+    first = [c for c in cands if c.evidence["onset_rank_in_component"] == 0]
+    assert len(first) == 1 and first[0].side == "ventral"
+    assert abs(first[0].slice_index - apex) <= 2
