@@ -774,8 +774,11 @@ def find_candidates(v: Voxels):
             if (venous_like or one_pass) and span_levels >= 1.5 and apex is None else None
         if z_dens is not None:
             # the density apex first; the timing's own onsets stay as alternatives (the apex
-            # of a vein blurred by motion or streaks can be off)
-            onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))] + list(onsets_idx)
+            # of a vein blurred by motion or streaks can be off) where the contrast has a time
+            # course: seen in one pass, it has none, and its earliest slices are only the
+            # first the scanner took
+            onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))] + \
+                ([] if one_pass and not venous_like else list(onsets_idx))
         half = max(2, int(round(12.0 / sz)))      # slices either side of an onset's slice
         for rank, oi in enumerate(onsets_idx):
             onset = float(a_z[oi])
