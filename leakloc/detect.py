@@ -115,11 +115,12 @@ RIM_MM, RIM_FRACTION = 1.5, 0.8
 #: largest axial cross-section is flat: in one slab only (a streak, a pass that moved), not a
 #: collection or the blob around a leaking sleeve, which are as long as they are wide or longer
 FLAT_RATIO = 0.5
-#: a fistula's draining vein is a tube a few mm across (the phantoms' veins measure 3-6 mm,
-#: paraspinal and segmental veins in patients 2-5 mm): extravasation whose largest axial
-#: cross-section is wider than this (a disk of its area) is the pool around a leaking sleeve or
-#: a pseudomeningocele, however thin its contrast at the edges
-VEIN_MAX_WIDTH_MM = 12.0
+#: a fistula's draining vein is a tube a few mm across (paraspinal and segmental veins in
+#: patients 2-5 mm), however long its course in the axial plane (out through the foramen):
+#: extravasation thicker than this (twice the radius of the largest disk that fits inside it
+#: on an axial slice) is the pool around a leaking sleeve or a pseudomeningocele, however thin
+#: its contrast at the edges
+VEIN_MAX_THICKNESS_MM = 10.0
 
 
 @dataclass
@@ -592,7 +593,8 @@ def _capped_dip(a_z, z, z0, t_at, sz_mm, caps, w_onset):
     return best
 
 
-#: how fast (per mm) a draining vein's log density may fall away from its fistula
+#: how fast (per mm) the log density of a draining vein (or of a collection seen in one pass)
+#: may fall away from its apex
 _DENSITY_SLOPES_MM = np.array([0.0, 0.002, 0.004, 0.007, 0.01, 0.015, 0.025, 0.04])
 
 
@@ -607,8 +609,8 @@ def _density_apex(zz, peak_hu, sz_mm):
 
     Parameters
     ----------
-    zz : ndarray of int, slice of every voxel of the vein; peak_hu : ndarray, their peak
-        enhancement, HU; sz_mm : slice spacing, mm
+    zz : ndarray of int, slice of every voxel of the vein or collection; peak_hu : ndarray,
+        their peak enhancement, HU; sz_mm : slice spacing, mm
 
     Returns
     -------
@@ -627,6 +629,58 @@ def _density_apex(zz, peak_hu, sz_mm):
     if j == 0:
         return None
     return float(z[i])
+
+
+def _slice_arrivals(v: Voxels, zz, arr, use, sec_c, frac_para):
+    """Per-slice arrival of a component's contrast, and where it can be timed.
+
+    An epidural collection (``frac_para`` under 0.5) is timed on its own side of the sac
+    (ventral or dorsal): small lateral pieces merged into it (late root sleeves, recesses) do
+    not place it. Slices with a few stray voxels are left out; the arrival of a slice is the
+    10th percentile of its voxels', median-filtered along the spine.
+
+    Parameters
+    ----------
+    v : Voxels
+    zz : ndarray (N,), int, slice of each voxel of the component; arr : ndarray (N,), s, their
+        arrival; use : ndarray (N,), bool, the voxels that time it; sec_c : ndarray (N,), their
+        sector; frac_para : float, the fraction of the component outside the canal
+
+    Returns
+    -------
+    use : ndarray (N,), bool, the voxels used; zu : ndarray (S,), int, slices; a_z : ndarray
+    (S,), s, their arrival; t_loc : ndarray (S,), s, the intrathecal arrival there (the
+    arrival where the sac never filled); timed : ndarray (S,), bool, slices it can be timed on
+    """
+    if frac_para < 0.5:
+        vd = [int((use & (sec_c == s_)).sum()) for s_ in (_an.VENTRAL, _an.DORSAL)]
+        main = (_an.VENTRAL, _an.DORSAL)[int(np.argmax(vd))]
+        if max(vd) >= 0.3 * use.sum() and max(vd) >= 3:
+            use = use & (sec_c == main)
+    zu, cnt = np.unique(zz[use], return_counts=True)
+    # slices with real support: a few stray voxels at the end of a component are not an onset
+    keep = cnt >= max(min(3, int(cnt.max())), int(0.25 * np.median(cnt)))
+    zu = zu[keep]
+    a_z = np.array([np.percentile(arr[use & (zz == z)], 10) for z in zu])
+    if a_z.size >= 5:
+        a_z = ndimage.median_filter(a_z, size=5, mode="nearest")
+    elif a_z.size >= 3:
+        a_z = ndimage.median_filter(a_z, size=3, mode="nearest")
+    # the defect is where contrast leaves the sac first *and* as soon as the sac filled there:
+    # along a collection both the arrival and its delay after the local intrathecal arrival
+    # grow with the distance from the defect (the delay changes sign there at high flow)
+    t_loc = v.t_intrathecal_s[zu]
+    t_loc = np.where(np.isfinite(t_loc), t_loc, a_z)
+    # where the sac itself first filled in the last pass there is nothing to time against
+    # (the sac must have filled there at least two passes before the end of the study) ...
+    timed = ~_filled_in_last_pass(t_loc, v.slice_times_s[:, zu])
+    # nor where it was already full in the first pass (at the injection, without a
+    # pre-contrast pass): no time course there either
+    timed &= t_loc > v.slice_times_s[0][zu] + 0.5
+    # ... nor where the extravasated contrast itself was there in the first pass: either it
+    # was injected before the study began (no time course) or it is not contrast at all
+    timed &= a_z > v.slice_times_s[0][zu] + 0.5
+    return use, zu, a_z, t_loc, timed
 
 
 def find_candidates(v: Voxels):
@@ -692,6 +746,11 @@ def find_candidates(v: Voxels):
         off = comp != _an.SAC
         rim_fraction = float(near_rim[zz[off], yy[off], xx[off]].mean()) if off.any() else 1.0
         width_mm = 2.0 * math.sqrt(float(sub.sum(axis=(1, 2)).max()) * sx * sy / math.pi)
+        # how thick it is: the diameter of the largest disk inside it on an axial slice (a
+        # vein running across the slice is long there, but thin; the distance is to the centre
+        # of the nearest voxel outside, half a voxel beyond its edge each way)
+        thickness_mm = 2.0 * max(float(ndimage.distance_transform_edt(
+            np.pad(s_, 1), sampling=(sy, sx)).max()) for s_ in sub if s_.any()) - min(sx, sy)
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
@@ -700,46 +759,19 @@ def find_candidates(v: Voxels):
         # outward, so its arrival profile along the spine has its minimum at the defect)
         near = near_sac[zz, yy, xx] & fin
         use = near if near.sum() >= 3 else fin
-        # slices where all of it outside the sac lies on the sac's wall hold a rim, not the
-        # collection: they do not time it
-        on_rim = near_rim[zz, yy, xx] | ~off
-        n_off = np.bincount(zz - zz.min(), weights=off.astype(float))
-        n_rim = np.bincount(zz - zz.min(), weights=(on_rim & off).astype(float))
-        rim_slice = (n_rim >= RIM_FRACTION * np.maximum(n_off, 1.0))[zz - zz.min()]
-        if (use & ~rim_slice).sum() >= 3:
-            use = use & ~rim_slice
-        # an epidural collection is timed on its own side of the sac (ventral or dorsal):
-        # small lateral pieces merged into it (late root sleeves, recesses) do not place it
+        # slices where most of it outside the sac (RIM_FRACTION) lies on the sac's wall hold a
+        # rim, not the collection: they do not time it, unless nothing else can
+        dz = zz - zz.min()
+        n_off = np.bincount(dz, weights=off.astype(float))
+        n_rim = np.bincount(dz, weights=(near_rim[zz, yy, xx] & off).astype(float))
+        rim_slice = (n_rim >= RIM_FRACTION * np.maximum(n_off, 1.0))[dz]
         sec_c = v.sectors[zz, yy, xx]
-        if frac_para < 0.5:
-            vd = [int((use & (sec_c == s_)).sum()) for s_ in (_an.VENTRAL, _an.DORSAL)]
-            main = (_an.VENTRAL, _an.DORSAL)[int(np.argmax(vd))]
-            if max(vd) >= 0.3 * use.sum() and max(vd) >= 3:
-                use = use & (sec_c == main)
-        zu, cnt = np.unique(zz[use], return_counts=True)
-        # slices with real support: a few stray voxels at the end of a component are not an onset
-        keep = cnt >= max(min(3, int(cnt.max())), int(0.25 * np.median(cnt)))
-        zu = zu[keep]
-        a_z = np.array([np.percentile(arr[use & (zz == z)], 10) for z in zu])
-        if a_z.size >= 5:
-            a_z = ndimage.median_filter(a_z, size=5, mode="nearest")
-        elif a_z.size >= 3:
-            a_z = ndimage.median_filter(a_z, size=3, mode="nearest")
-        # the defect is where contrast leaves the sac first *and* as soon as the sac filled there:
-        # along a collection both the arrival and its delay after the local intrathecal arrival
-        # grow with the distance from the defect (the delay changes sign there at high flow)
-        t_loc = v.t_intrathecal_s[zu]
-        t_loc = np.where(np.isfinite(t_loc), t_loc, a_z)
-        # where the sac itself first filled in the last pass there is nothing to time against
-        # (the sac must have filled there at least two passes before the end of the study) ...
-        timed = ~_filled_in_last_pass(t_loc, v.slice_times_s[:, zu])
-        # nor where it was already full in the first pass (at the injection, without a
-        # pre-contrast pass): no time course there either
-        timed &= t_loc > v.slice_times_s[0][zu] + 0.5
-        # ... nor where the extravasated contrast itself was there in the first pass: either it
-        # was injected before the study began (no time course) or it is not contrast at all
-        timed &= a_z > v.slice_times_s[0][zu] + 0.5
-        if not timed.any():
+        tries = [use & ~rim_slice, use] if (use & ~rim_slice).sum() >= 3 else [use]
+        for use in tries:
+            use, zu, a_z, t_loc, timed = _slice_arrivals(v, zz, arr, use, sec_c, frac_para)
+            if timed.any():
+                break
+        else:
             continue
         zu, a_z, t_loc = zu[timed], a_z[timed], t_loc[timed]
         cost = a_z + np.abs(a_z - t_loc)
@@ -753,8 +785,10 @@ def find_candidates(v: Voxels):
                 onsets_idx = sorted(set(pk_idx) | {onsets_idx[0]}, key=lambda i: cost[i])
         # contrast first seen all in one pass has no time course along the spine: its arrival
         # profile is the order the scanner took its slices in, and the V of a collection's
-        # arms is not there to fit. It is placed where it is densest (nearest the defect)
-        n_first = np.bincount(np.clip(kp[fin], 0, None))
+        # arms is not there to fit. It is placed where it is densest (nearest the defect), if
+        # it spans levels enough for its density to have an apex (a blob at one level keeps
+        # its timing, which sets it against the sac beside it)
+        n_first = np.bincount(kp[fin])
         one_pass = float(n_first.max()) >= ONE_PASS_FRACTION * int(fin.sum())
         collection = not one_pass and frac_para < 0.5 and zu.size * sz >= V_FIT_MIN_MM and \
             _sector_of(sec_c[use], np.ones(int(use.sum())))[0] in (_an.VENTRAL, _an.DORSAL)
@@ -767,16 +801,16 @@ def find_candidates(v: Voxels):
             onsets_idx = [edge]
         # a vein holds venous densities; contrast that left through a sleeve is CSF-dense
         venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)) \
-            and float(np.percentile(pk, 95)) < CSF_DENSE_HU and width_mm <= VEIN_MAX_WIDTH_MM
+            and float(np.percentile(pk, 95)) < CSF_DENSE_HU and thickness_mm <= VEIN_MAX_THICKNESS_MM
         # a draining vein seen along the spine is placed by its density (it fills within a pass,
         # so its arrival is flat along it), and so is a collection seen in one pass
         z_dens = _density_apex(zz[fin], pk[fin], sz) \
             if (venous_like or one_pass) and span_levels >= 1.5 and apex is None else None
         if z_dens is not None:
-            # the density apex first; the timing's own onsets stay as alternatives (the apex
-            # of a vein blurred by motion or streaks can be off) where the contrast has a time
-            # course: seen in one pass, it has none, and its earliest slices are only the
-            # first the scanner took
+            # the density apex first; a vein's timing onsets stay as alternatives (the apex of
+            # a vein blurred by motion or streaks can be off, and a vein has a time course
+            # along its course over the passes); a collection seen in one pass has none: its
+            # earliest slices are only the first the scanner took
             onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))] + \
                 ([] if one_pass and not venous_like else list(onsets_idx))
         half = max(2, int(round(12.0 / sz)))      # slices either side of an onset's slice
@@ -827,7 +861,8 @@ def find_candidates(v: Voxels):
             z_mm = float(np.interp(z_c, np.arange(v.z_mm.size), v.z_mm))
             ev = dict(volume_mm3=nvox * vox_mm3, delay_s=delay, span_levels=span_levels,
                       level_range=level_range, length_mm=length_mm,
-                      width_mm=width_mm, rim_fraction=rim_fraction, growth=growth,
+                      width_mm=width_mm, thickness_mm=thickness_mm,
+                      rim_fraction=rim_fraction, growth=growth,
                       first_pass=k0, frac_paraspinal=frac_para,
                       frac_venous=frac_venous, peak_median_hu=float(np.median(pk)),
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,

@@ -960,7 +960,22 @@ def test_faint_contrast_beside_the_spine_is_a_vein_only_when_narrow(radius_mm, k
     mine = [c for c in cands if 30 <= c.slice_index < 40]
     assert mine and not np.any(mask[~where])
     assert mine[0].side == "left" and mine[0].kind == kind
-    assert (mine[0].evidence["width_mm"] > dt.VEIN_MAX_WIDTH_MM) == (kind != "csf_venous_fistula")
+    thick = mine[0].evidence["thickness_mm"]
+    assert (thick > dt.VEIN_MAX_THICKNESS_MM) == (kind != "csf_venous_fistula")
+
+
+def test_a_vein_running_across_the_slice_is_thin():
+    # a vein 3 mm across running 20 mm out through the foramen on two slices: wide in the
+    # axial plane (its disk of equal area is 9 mm across), 3 mm thick
+    v = _supine_canal(half=24)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    where = (np.abs(v.dy_mm) <= 1.0) & (v.dx_mm >= 8.0) & (v.dx_mm <= 27.0) & (z >= 30) & (z < 33)
+    _late_outside(v, where, peak_hu=150.0)
+    cands, mask = dt.find_candidates(v)
+    mine = [c for c in cands if 30 <= c.slice_index < 33]
+    assert mine and mine[0].kind == "csf_venous_fistula"
+    e = mine[0].evidence
+    assert e["width_mm"] > 8.0 and e["thickness_mm"] == pytest.approx(3.0, abs=0.6)
 
 
 def test_onset_is_not_timed_on_slices_where_the_component_is_only_a_rim():
@@ -997,6 +1012,8 @@ def test_collection_seen_in_one_pass_is_placed_where_it_is_densest(apex):
     col = (rr > 7.0) & (rr <= 9.0) & (v.dy_mm < -5.0) & (z >= 20) & (z < 60)
     peak = 450.0 * np.exp(-2.0 * np.abs(z - apex) / 70.0)
     _late_outside(v, col)
+    # (in the canal, in front of the sac: an epidural collection, whose arms a V would fit)
+    v.compartments = np.where(col, an.EPIDURAL, v.compartments).astype(np.uint8)
     v.peak_hu = np.where(col, peak, v.peak_hu).astype(np.float32)
     v.arrival_s = np.where(col, 35.0 + 0.05 * z, v.arrival_s).astype(np.float32)
     cands, mask = dt.find_candidates(v)
