@@ -744,7 +744,8 @@ def find_candidates(v: Voxels):
         # how much of it, outside the sac (bridging joins a collection across the dura), lies on
         # the sac's wall; how wide its largest axial cross-section is (a disk of its area)
         off = comp != _an.SAC
-        rim_fraction = float(near_rim[zz[off], yy[off], xx[off]].mean()) if off.any() else 1.0
+        rim_off = near_rim[zz, yy, xx] & off
+        rim_fraction = float(rim_off.sum() / off.sum()) if off.any() else 1.0
         width_mm = 2.0 * math.sqrt(float(sub.sum(axis=(1, 2)).max()) * sx * sy / math.pi)
         # how thick it is: the diameter of the largest disk inside it on an axial slice (a
         # vein running across the slice is long there, but thin; the distance is to the centre
@@ -763,7 +764,7 @@ def find_candidates(v: Voxels):
         # rim, not the collection: they do not time it, unless nothing else can
         dz = zz - zz.min()
         n_off = np.bincount(dz, weights=off.astype(float))
-        n_rim = np.bincount(dz, weights=(near_rim[zz, yy, xx] & off).astype(float))
+        n_rim = np.bincount(dz, weights=rim_off.astype(float))
         rim_slice = (n_rim >= RIM_FRACTION * np.maximum(n_off, 1.0))[dz]
         sec_c = v.sectors[zz, yy, xx]
         tries = [use & ~rim_slice, use] if (use & ~rim_slice).sum() >= 3 else [use]
