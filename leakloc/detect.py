@@ -761,13 +761,18 @@ def find_candidates(v: Voxels):
         near = near_sac[zz, yy, xx] & fin
         use = near if near.sum() >= 3 else fin
         # slices where most of it outside the sac (RIM_FRACTION) lies on the sac's wall hold a
-        # rim, not the collection: they do not time it, unless nothing else can
-        dz = zz - zz.min()
-        n_off = np.bincount(dz, weights=off.astype(float))
-        n_rim = np.bincount(dz, weights=rim_off.astype(float))
-        rim_slice = (n_rim >= RIM_FRACTION * np.maximum(n_off, 1.0))[dz]
+        # rim, not the collection: they do not time it, unless nothing else can. Only where a
+        # voxel is finer than the rim band: with coarser voxels a collection a few mm deep is
+        # one voxel deep, on the wall like a rim, on every slice
         sec_c = v.sectors[zz, yy, xx]
-        tries = [use & ~rim_slice, use] if (use & ~rim_slice).sum() >= 3 else [use]
+        tries = [use]
+        if max(sx, sy) <= RIM_MM:
+            dz = zz - zz.min()
+            n_off = np.bincount(dz, weights=off.astype(float))
+            n_rim = np.bincount(dz, weights=rim_off.astype(float))
+            rim_slice = (n_rim >= RIM_FRACTION * np.maximum(n_off, 1.0))[dz]
+            if (use & ~rim_slice).sum() >= 3:
+                tries = [use & ~rim_slice, use]
         for use in tries:
             use, zu, a_z, t_loc, timed = _slice_arrivals(v, zz, arr, use, sec_c, frac_para)
             if timed.any():
