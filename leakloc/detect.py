@@ -82,6 +82,12 @@ ONE_PASS_FRACTION = 0.95
 CAP_PERCENTILES = (50.0, 75.0, 90.0)
 #: and the least depth of a dip below its cap, s
 CAP_MIN_DEPTH_S = 5.0
+#: a slice whose arrival (the sac's, or extravasation's) is within this of the first pass's time
+#: there was already filled in the first pass: it has no time course. Only the slice-to-slice
+#: spread of a pass's times: an arrival interpolated between the first and second passes lies
+#: a fraction of the interval after the first (dense contrast crosses the threshold early:
+#: 0.5 s, formerly the tolerance, left a sleeve leak at the level of the injection untimed)
+FIRST_PASS_TOL_S = 0.15
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
 #: an epidural collection in front of the sac this large is a leak whatever its timing, mm^3
@@ -92,6 +98,15 @@ COLLECTION_MM3 = 500.0
 #: supine dorsal tears 3500-10700). A study without PatientPosition is taken as supine
 #: (anatomy.dependent_side)
 DEPENDENT_COLLECTION_MM3 = 2500.0
+#: contrast outside the canal beside it (a lateral pool, through the foramen) this large is a
+#: sleeve leak whatever its timing: a root sleeve holds tens of mm^3, a meningeal diverticulum
+#: a few hundred (the phantoms' 340), the phantoms' pseudomeningocele pouch about 2700 (only
+#: with a leak; it fills with the sac). The pool of a high-flow sleeve leak fills in one
+#: interval, with the sac, and where the sac first filled in the last pass a pool has nothing
+#: to be timed against: its size is all that sets it apart. On seeds 13000-13099 no lateral
+#: candidate outside the canal over 800 mm^3 was anything but a leak or a fistula's vein;
+#: sleeve leaks' pools were 1500-6500 mm^3, those missed for want of timing 3300-4800
+LATERAL_POOL_MM3 = 3000.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 #: an epidural collection holds at least this much contrast per mm of the spine it runs along,
@@ -676,10 +691,10 @@ def _slice_arrivals(v: Voxels, zz, arr, use, sec_c, frac_para):
     timed = ~_filled_in_last_pass(t_loc, v.slice_times_s[:, zu])
     # nor where it was already full in the first pass (at the injection, without a
     # pre-contrast pass): no time course there either
-    timed &= t_loc > v.slice_times_s[0][zu] + 0.5
+    timed &= t_loc > v.slice_times_s[0][zu] + FIRST_PASS_TOL_S
     # ... nor where the extravasated contrast itself was there in the first pass: either it
     # was injected before the study began (no time course) or it is not contrast at all
-    timed &= a_z > v.slice_times_s[0][zu] + 0.5
+    timed &= a_z > v.slice_times_s[0][zu] + FIRST_PASS_TOL_S
     return use, zu, a_z, t_loc, timed
 
 
@@ -778,7 +793,16 @@ def find_candidates(v: Voxels):
             if timed.any():
                 break
         else:
-            continue
+            # where the sac first filled in the last pass there is nothing to time against,
+            # but a lateral pool outside the canal as large as a sleeve leak's is one anyway
+            # (is_leak); not where it was all there in the first pass (no time course, and at
+            # the puncture contrast may have been put outside the sac by the needle)
+            late_fill = _filled_in_last_pass(t_loc, v.slice_times_s[:, zu])
+            lateral = float(np.isin(sec_c, (_an.LEFT, _an.RIGHT)).mean())
+            if not (late_fill.all() and zu.size and frac_para >= 0.6 and lateral >= 0.5
+                    and nvox * vox_mm3 >= LATERAL_POOL_MM3):
+                continue
+            timed = late_fill
         zu, a_z, t_loc = zu[timed], a_z[timed], t_loc[timed]
         cost = a_z + np.abs(a_z - t_loc)
         onsets_idx = [int(np.argmin(cost))]
@@ -1350,6 +1374,11 @@ def is_leak(c: Defect, candidates=()) -> bool:
         return False
     if _mirrored(c, candidates):
         return False
+    if c.side in ("left", "right") and c.kind == "nerve_root_sleeve" and \
+            e["frac_paraspinal"] >= 0.6 and e["volume_mm3"] >= LATERAL_POOL_MM3:
+        # a pool outside the canal beside it, larger than any sleeve or pouch that fills with
+        # the sac: contrast out through the foramen (a high-flow sleeve leak fills with the sac)
+        return True
     if c.side in ("left", "right") and c.kind != "csf_venous_fistula" and spreads and \
             _beside_upper_collection(c, candidates):
         # lateral contrast along the spine beside a collection on the sac's upper side: that

@@ -1,4 +1,5 @@
 """Detection rules on hand-made candidates, and the analysis end to end on small phantoms."""
+import dataclasses
 import math
 
 import numpy as np
@@ -1027,3 +1028,70 @@ def test_collection_seen_in_one_pass_is_placed_where_it_is_densest(apex):
     # (one candidate: its earliest slices, the first the scanner took, are no alternative)
     assert len(cands) == 1 and cands[0].side == "ventral"
     assert abs(cands[0].slice_index - apex) <= 2
+
+
+def _lateral_pool(t_fill_s, delay_s=0.3, half=14):
+    """A supine canal with a pool of contrast left of it, outside the canal, along slices 32-47
+    (13 x 8 mm across, 3328 mm^3), dense and first seen in the same pass, arriving ``delay_s``
+    after the sac there, which filled at ``t_fill_s`` (s, all slices of the pool)."""
+    v = _supine_canal(half=half)
+    z = np.arange(v.compartments.shape[0])
+    pool = (v.dx_mm >= 7.0) & (np.abs(v.dy_mm) <= 6.0) & ((z >= 32) & (z < 48))[:, None, None]
+    _late_outside(v, pool)
+    t_it = v.t_intrathecal_s.copy()
+    t_it[32:48] = t_fill_s
+    v.t_intrathecal_s = t_it
+    v.arrival_s = np.where(pool, t_fill_s + delay_s, v.arrival_s).astype(np.float32)
+    return v, pool
+
+
+def _pool_candidates(v):
+    cands, _ = dt.find_candidates(v)
+    return [c for c in cands if 32 <= c.slice_index < 48 and c.side == "left"]
+
+
+def test_lateral_pool_filling_with_the_sac_is_a_sleeve_leak():
+    # a pool beside the canal as large as a high-flow sleeve leak's, filling in the same
+    # interval as the sac (no delay, no growth, one level): only its size makes it a leak
+    v, pool = _lateral_pool(t_fill_s=22.0)
+    mine = _pool_candidates(v)
+    assert mine and mine[0].kind == "nerve_root_sleeve"
+    e = mine[0].evidence
+    assert e["volume_mm3"] == pytest.approx(2.0 * pool.sum(), rel=0.02)
+    assert e["volume_mm3"] >= dt.LATERAL_POOL_MM3
+    assert abs(mine[0].delay_s) < 0.35 * e["interval_s"] and e["growth"] == 1.0
+    assert dt.is_leak(mine[0], mine)
+    # a pouch a third its size filling with the sac (a diverticulum) is not
+    small = dataclasses.replace(mine[0], evidence=dict(e, volume_mm3=1000.0))
+    assert not dt.is_leak(small, [small])
+
+
+def test_sac_filled_just_after_the_first_pass_still_times_extravasation():
+    # at the injection the sac fills between the first and second passes; its dense contrast
+    # crosses the threshold early in the interval, a fraction of a second after the first pass
+    v, _ = _lateral_pool(t_fill_s=0.3 + 1.6, delay_s=0.1)   # (the first pass took slice 32 at 1.6 s)
+    assert v.slice_times_s[0][32] == pytest.approx(1.6)
+    assert _pool_candidates(v)
+    # already full in the first pass: nothing to time it against, and no candidate
+    st0 = v.slice_times_s[0]
+    v, pool = _lateral_pool(t_fill_s=0.0)
+    v.t_intrathecal_s[32:48] = st0[32:48]
+    v.arrival_s = np.where(pool, st0[:, None, None], v.arrival_s).astype(np.float32)
+    assert not _pool_candidates(v)
+
+
+def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
+    # where the front reached only in the last pass there is no timing, but a pool that large
+    # outside the canal is still a leak; a small one is not a candidate
+    v, pool = _lateral_pool(t_fill_s=0.0)
+    t_last = v.slice_times_s[-1]
+    v.t_intrathecal_s[32:48] = t_last[32:48]
+    v.arrival_s = np.where(pool, t_last[:, None, None] + 0.2, v.arrival_s).astype(np.float32)
+    v.first_pass = np.where(pool, v.slice_times_s.shape[0] - 1, v.first_pass).astype(np.int16)
+    mine = _pool_candidates(v)
+    assert mine and dt.is_leak(mine[0], mine)
+    # (a third of it: left untimed)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    v.peak_hu = np.where(pool & (z >= 38), 0.0, v.peak_hu).astype(np.float32)
+    v.arrival_s = np.where(pool & (z >= 38), np.nan, v.arrival_s).astype(np.float32)
+    assert not _pool_candidates(v)
