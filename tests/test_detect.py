@@ -106,6 +106,16 @@ def test_upper_side_collection_found_by_its_density():
     assert dt.upper_collection(_supine_canal()) is None
 
 
+@pytest.mark.parametrize("excess_hu, found", [(260.0, False), (300.0, True)])
+def test_upper_side_excess_must_clear_what_artefacts_reach(excess_hu, found):
+    # an excess of 0.21 over the slices filled as long before is what a pass that moved or
+    # streaks left in controls (0.18-0.21); 0.26 is a collection
+    d = dt.upper_collection(_supine_canal(excess_at=50, excess_hu=excess_hu))
+    assert (d is not None) == found
+    if found:
+        assert d[0].evidence["upper_excess"] == pytest.approx(0.264, abs=0.01)
+
+
 def test_prone_upper_dorsal_collection_needs_a_larger_excess(monkeypatch):
     # prone, the upper side is dorsal: a collection there counts with UPPER_EXCESS_DORSAL, before
     # the last pass, above the lumbar canal
