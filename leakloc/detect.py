@@ -922,9 +922,11 @@ def find_candidates(v: Voxels):
 #: that filled about as long before: a collection lies there (see :func:`upper_collection`);
 #: in the last pass, where the sac is mixed, only the larger excess counts. A pass that moved,
 #: or streaks, left 0.18-0.21 in controls (11043, 13039, 13091: false calls at 0.18); on seeds
-#: 11000-13099 every leak this rule found had 0.29 or more, but one (11002, 0.21), which the
-#: density rule then finds in a later pass
-UPPER_EXCESS, UPPER_EXCESS_LAST = 0.25, 0.6
+#: 11000-13099 every leak this rule found had 0.29 or more, but one (11002, 0.21). An excess
+#: of UPPER_EXCESS_WEAK or more but under UPPER_EXCESS ends the search with no collection
+#: (the first pass with an excess decides: in a moved control the case library's sealed
+#: collection, 2 mm / 1 degree, had 0.18-0.25 in one pass and 0.76 at the front's edge later)
+UPPER_EXCESS, UPPER_EXCESS_LAST, UPPER_EXCESS_WEAK = 0.25, 0.6, 0.18
 #: in a pass without such an excess, that ratio (75th percentiles, averaged over ``smooth_mm``)
 #: peaking at 1.25 or more, and staying above half the peak's margin over 1 along
 #: UPPER_DENSER_MIN_MM of the spine or more: a collection lies there
@@ -1201,6 +1203,10 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
         if excess[zc] >= (UPPER_EXCESS if k < p_all - 1 else UPPER_EXCESS_LAST):
             rule = "excess"
             lab, _ = ndimage.label(excess >= 0.5 * excess[zc])
+        elif k < p_all - 1 and excess[zc] >= UPPER_EXCESS_WEAK:
+            # a weak excess: the first pass with one still decides (what a moved pass left at
+            # the front's edge grows in later passes), and it is too weak for a collection
+            return None
         else:
             # free contrast sinks: however mixed the sac, its upper side is never much denser
             # than its dependent side. Where it is, over a stretch of the spine, something
