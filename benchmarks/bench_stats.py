@@ -88,6 +88,8 @@ def numpy_region_stats(enh, region, n_regions, threshold_hu, percentile=95.0, hi
     b = np.clip(np.floor(v.astype(np.float64) * (n_bins / hist_max_hu)), 0, n_bins - 1).astype(np.int64)
     hist = np.bincount(r.astype(np.int64) * n_bins + b, minlength=n_regions * n_bins)
     pct = percentile_from_hist(hist.reshape(n_regions, n_bins), percentile, hist_max_hu)
+    # (as the kernel: never above the region's largest value, which the bin's width can pass)
+    pct = np.where(count > 0, np.minimum(pct, vmax), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         return count, total / count, vmax, n_above, pct
 
