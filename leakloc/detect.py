@@ -83,10 +83,11 @@ CAP_PERCENTILES = (50.0, 75.0, 90.0)
 #: and the least depth of a dip below its cap, s
 CAP_MIN_DEPTH_S = 5.0
 #: a slice whose arrival (the sac's, or extravasation's) is within this of the first pass's time
-#: there was already filled in the first pass: it has no time course. Only the slice-to-slice
-#: spread of a pass's times: an arrival interpolated between the first and second passes lies
-#: a fraction of the interval after the first (dense contrast crosses the threshold early:
-#: 0.5 s, formerly the tolerance, left a sleeve leak at the level of the injection untimed)
+#: there was already filled in the first pass: it has no time course. The tolerance covers only
+#: the spread of the times of neighbouring slices (arrivals are filtered along the spine): an
+#: arrival interpolated between the first and second passes can lie a fraction of a second
+#: after the first when dense contrast crosses the threshold early in the interval (0.5 s,
+#: formerly the tolerance, left a sleeve leak at the level of the injection untimed)
 FIRST_PASS_TOL_S = 0.15
 #: smallest candidate worth a look, mm^3
 MIN_VOLUME_MM3 = 12.0
@@ -105,8 +106,9 @@ DEPENDENT_COLLECTION_MM3 = 2500.0
 #: interval, with the sac, and where the sac first filled in the last pass a pool has nothing
 #: to be timed against: its size is all that sets it apart. On seeds 13000-13099 no lateral
 #: candidate outside the canal over 800 mm^3 was anything but a leak or a fistula's vein;
-#: sleeve leaks' pools were 1500-6500 mm^3, those missed for want of timing 3300-4800
-LATERAL_POOL_MM3 = 3000.0
+#: sleeve leaks' pools were 1500-6500 mm^3, those missed for want of timing 3300-4800. Most
+#: of it (LATERAL_POOL_PARASPINAL) must lie outside the canal
+LATERAL_POOL_MM3, LATERAL_POOL_PARASPINAL = 3000.0, 0.6
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 #: an epidural collection holds at least this much contrast per mm of the spine it runs along,
@@ -204,6 +206,12 @@ def _filled_in_last_pass(t_s, slice_times_s):
     last pass shows it filled, and there is no time course to compare extravasation with."""
     st = np.asarray(slice_times_s, dtype=float)
     return t_s >= st[max(0, st.shape[0] - 2)] - 0.5
+
+
+def _lateral_pool(volume_mm3, frac_paraspinal) -> bool:
+    """Whether extravasation beside the canal is a sleeve leak's pool by its size alone:
+    LATERAL_POOL_MM3 or more, LATERAL_POOL_PARASPINAL of it or more outside the canal."""
+    return volume_mm3 >= LATERAL_POOL_MM3 and frac_paraspinal >= LATERAL_POOL_PARASPINAL
 
 
 def untimed_stretches(level_coord, t_intrathecal_s, slice_times_s, min_levels=0.5):
@@ -777,8 +785,8 @@ def find_candidates(v: Voxels):
         use = near if near.sum() >= 3 else fin
         # slices where most of it outside the sac (RIM_FRACTION) lies on the sac's wall hold a
         # rim, not the collection: they do not time it, unless nothing else can. Only where a
-        # voxel is finer than the rim band: with coarser voxels a collection a few mm deep is
-        # one voxel deep, on the wall like a rim, on every slice
+        # voxel is no coarser than the rim band: with coarser voxels a collection a few mm deep
+        # is one voxel deep, on the wall like a rim, on every slice
         sec_c = v.sectors[zz, yy, xx]
         tries = [use]
         if max(sx, sy) <= RIM_MM:
@@ -788,6 +796,7 @@ def find_candidates(v: Voxels):
             rim_slice = (n_rim >= RIM_FRACTION * np.maximum(n_off, 1.0))[dz]
             if (use & ~rim_slice).sum() >= 3:
                 tries = [use & ~rim_slice, use]
+        untimed = False
         for use in tries:
             use, zu, a_z, t_loc, timed = _slice_arrivals(v, zz, arr, use, sec_c, frac_para)
             if timed.any():
@@ -795,14 +804,17 @@ def find_candidates(v: Voxels):
         else:
             # where the sac first filled in the last pass there is nothing to time against,
             # but a lateral pool outside the canal as large as a sleeve leak's is one anyway
-            # (is_leak); not where it was all there in the first pass (no time course, and at
-            # the puncture contrast may have been put outside the sac by the needle)
-            late_fill = _filled_in_last_pass(t_loc, v.slice_times_s[:, zu])
+            # (is_leak: only as that). Not where the sac never filled (the edge of the field),
+            # nor where the pool was there in the first pass (no time course, and at the
+            # puncture contrast may have been put outside the sac by the needle)
+            late_fill = _filled_in_last_pass(t_loc, v.slice_times_s[:, zu]) & \
+                np.isfinite(v.t_intrathecal_s[zu]) & (a_z > v.slice_times_s[0][zu] + FIRST_PASS_TOL_S)
             lateral = float(np.isin(sec_c, (_an.LEFT, _an.RIGHT)).mean())
-            if not (late_fill.all() and zu.size and frac_para >= 0.6 and lateral >= 0.5
-                    and nvox * vox_mm3 >= LATERAL_POOL_MM3):
+            if not (zu.size and late_fill.all() and lateral >= 0.5
+                    and _lateral_pool(nvox * vox_mm3, frac_para)):
                 continue
             timed = late_fill
+            untimed = True
         zu, a_z, t_loc = zu[timed], a_z[timed], t_loc[timed]
         cost = a_z + np.abs(a_z - t_loc)
         onsets_idx = [int(np.argmin(cost))]
@@ -898,7 +910,7 @@ def find_candidates(v: Voxels):
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
                       component=k, onset_rank_in_component=rank, n_passes=p,
-                      t_intrathecal_s=t_it, onset_cost_s=onset_cost,
+                      t_intrathecal_s=t_it, onset_cost_s=onset_cost, untimed=untimed,
                       dependent_cos=float(np.average(
                           _dependent_cos(v, (zz[win], yy[win], xx[win]))[1], weights=w_win))
                       if has_down else float("nan"))
@@ -923,9 +935,13 @@ def find_candidates(v: Voxels):
 #: in the last pass, where the sac is mixed, only the larger excess counts. A pass that moved,
 #: or streaks, left 0.18-0.21 in controls (11043, 13039, 13091: false calls at 0.18); on seeds
 #: 11000-13099 every leak this rule found had 0.29 or more, but one (11002, 0.21). An excess
-#: of UPPER_EXCESS_WEAK or more but under UPPER_EXCESS ends the search with no collection
-#: (the first pass with an excess decides: in a moved control the case library's sealed
-#: collection, 2 mm / 1 degree, had 0.18-0.25 in one pass and 0.76 at the front's edge later)
+#: of UPPER_EXCESS_WEAK or more but under UPPER_EXCESS, in a pass before the last, ends the
+#: search with no collection, without the density rule in that pass or any later pass (the
+#: first pass with an excess decides: in a moved control the case library's sealed
+#: collection, 2 mm / 1 degree, had 0.18-0.25 in one pass and 0.76 at the front's edge later).
+#: That costs real collections whose first excess is weak: 11002 and 12049 (a high-flow
+#: T3-T4 tear, 0.22) get no call, and lateral contrast beside such a collection is no longer
+#: recognised as its edge (_beside_upper_collection)
 UPPER_EXCESS, UPPER_EXCESS_LAST, UPPER_EXCESS_WEAK = 0.25, 0.6, 0.18
 #: in a pass without such an excess, that ratio (75th percentiles, averaged over ``smooth_mm``)
 #: peaking at 1.25 or more, and staying above half the peak's margin over 1 along
@@ -1146,7 +1162,9 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
     hides its own excess; but free contrast sinks: in a pass without enough excess, a ratio
     (averaged over ``smooth_mm``) that peaks at UPPER_DENSER or more and stays above half that
     peak's margin over 1 along UPPER_DENSER_MIN_MM of the spine is a collection, found where
-    the ratio peaks. The first pass after the first where either rule finds one decides
+    the ratio peaks. A pass before the last whose excess is only weak (UPPER_EXCESS_WEAK up to
+    UPPER_EXCESS) ends the search with no collection. The first pass after the first where
+    either rule finds one decides
     (``evidence['upper_rule']`` says which; ``upper_excess`` and ``upper_ratio`` are taken
     at the slice it was found at, ``upper_found_slice``). The ratio finds the collection but
     does not place its defect: that is where the collection is densest along it
@@ -1383,8 +1401,12 @@ def is_leak(c: Defect, candidates=()) -> bool:
         return False
     if _mirrored(c, candidates):
         return False
-    if c.side in ("left", "right") and c.kind == "nerve_root_sleeve" and \
-            e["frac_paraspinal"] >= 0.6 and e["volume_mm3"] >= LATERAL_POOL_MM3:
+    pool = c.side in ("left", "right") and c.kind == "nerve_root_sleeve" and \
+        _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])
+    if e.get("untimed"):
+        # nothing to time it against (the sac filled there in the last pass): only its size
+        return pool
+    if pool:
         # a pool outside the canal beside it, larger than any sleeve or pouch that fills with
         # the sac: contrast out through the foramen (a high-flow sleeve leak fills with the sac)
         return True

@@ -116,6 +116,20 @@ def test_upper_side_excess_must_clear_what_artefacts_reach(excess_hu, found):
         assert d[0].evidence["upper_excess"] == pytest.approx(0.264, abs=0.01)
 
 
+def test_weak_upper_side_excess_ends_the_search(monkeypatch):
+    # the first pass with an excess decides: a weak one (0.21, what a moved pass leaves) in
+    # pass 3 ends the search, though pass 4 shows a strong one there (a moved control's front)
+    v = _supine_canal(excess_at=50, excess_hu=400.0, excess_from=3, n_pass=6)
+    up = (v.dy_mm / 6.0 < -0.3) & (v.compartments == an.SAC)
+    e3 = v.enh_passes[3].copy()
+    e3[45:55] = np.where(up[45:55], 260.0, e3[45:55])
+    v.enh_passes[3] = e3
+    assert dt.upper_collection(v) is None
+    monkeypatch.setattr(dt, "UPPER_EXCESS_WEAK", np.inf)
+    d, _ = dt.upper_collection(v)
+    assert d.evidence["first_pass"] == 4 and d.evidence["upper_excess"] >= dt.UPPER_EXCESS
+
+
 def test_prone_upper_dorsal_collection_needs_a_larger_excess(monkeypatch):
     # prone, the upper side is dorsal: a collection there counts with UPPER_EXCESS_DORSAL, before
     # the last pass, above the lumbar canal
@@ -1100,6 +1114,15 @@ def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
     v.first_pass = np.where(pool, v.slice_times_s.shape[0] - 1, v.first_pass).astype(np.int16)
     mine = _pool_candidates(v)
     assert mine and dt.is_leak(mine[0], mine)
+    assert mine[0].evidence["untimed"]
+    # untimed, it is a leak only as a pool: not as a vein (late as one would be), nor smaller
+    for other in (dataclasses.replace(mine[0], kind="csf_venous_fistula", delay_s=15.0),
+                  dataclasses.replace(mine[0], evidence=dict(mine[0].evidence, volume_mm3=2000.0))):
+        assert not dt.is_leak(other, [other])
+    # the same pool already there in the first pass (put there at the puncture?): no candidate
+    first = v.arrival_s.copy()
+    first[pool] = np.broadcast_to(v.slice_times_s[0][:, None, None], pool.shape)[pool]
+    assert not _pool_candidates(dataclasses.replace(v, arrival_s=first))
     # (a third of it: left untimed)
     z = np.arange(v.compartments.shape[0])[:, None, None]
     v.peak_hu = np.where(pool & (z >= 38), 0.0, v.peak_hu).astype(np.float32)
