@@ -130,6 +130,26 @@ def test_weak_upper_side_excess_ends_the_search(monkeypatch):
     assert d.evidence["first_pass"] == 4 and d.evidence["upper_excess"] >= dt.UPPER_EXCESS
 
 
+def test_weak_upper_side_excess_confirmed_by_a_denser_upper_side_next():
+    # a weak excess (0.21) in pass 3 is a collection when pass 4 shows the upper side there
+    # denser than the dependent side (free contrast sinks): found in pass 3, where it was
+    v = _supine_canal(excess_at=50, excess_hu=900.0, excess_from=4, n_pass=6)
+    up = (v.dy_mm / 6.0 < -0.3) & (v.compartments == an.SAC)
+    e3 = v.enh_passes[3].copy()
+    e3[45:55] = np.where(up[45:55], 260.0, e3[45:55])
+    v.enh_passes[3] = e3
+    d, where = dt.upper_collection(v)
+    assert d.evidence["upper_rule"] == "weak" and d.evidence["first_pass"] == 3
+    assert dt.UPPER_EXCESS_WEAK <= d.evidence["upper_excess"] < dt.UPPER_EXCESS
+    assert abs(d.slice_index - 50) <= 3 and where[45:55].any() and not where[:40].any()
+    # the same weak excess with the collection farther than UPPER_CONFIRM_MM in the next pass
+    far = _supine_canal(excess_at=30, excess_hu=900.0, excess_from=4, n_pass=6)
+    e3 = far.enh_passes[3].copy()
+    e3[45:55] = np.where(up[45:55], 260.0, e3[45:55])
+    far.enh_passes[3] = e3
+    assert dt.upper_collection(far) is None
+
+
 def test_prone_upper_dorsal_collection_needs_a_larger_excess(monkeypatch):
     # prone, the upper side is dorsal: a collection there counts with UPPER_EXCESS_DORSAL, before
     # the last pass, above the lumbar canal
@@ -748,16 +768,16 @@ def test_dependent_bump_does_not_peak_where_the_injection_begins():
     assert bump[:60].max() < dt.DEPENDENT_BUMP_HU and np.all(np.isneginf(bump[60:80]))
 
 
-def _prone_collection(at=(30, 36), extra_hu=150.0):
+def _prone_collection(at=(30, 36), extra_hu=150.0, k=3):
     """A prone canal (the dependent side is ventral) whose dependent side holds a collection
-    over the slices ``at`` in the last pass before the last (pass 3 of 5), and a ventral tear
-    candidate found on slice 50 with a level range over slices 40..55."""
+    over the slices ``at`` in pass ``k`` (by default the last pass before the last, pass 3 of
+    5), and a ventral tear candidate found on slice 50 with a level range over slices 40..55."""
     v = _supine_canal(prone=True)
-    e = v.enh_passes[3].copy()
+    e = v.enh_passes[k].copy()
     down = (v.dy_mm < -0.3 * 6.0) & (v.compartments == 1)    # prone: the dependent side is ventral
     for z in range(*at):
         e[z][down[z]] += extra_hu
-    v.enh_passes[3] = e
+    v.enh_passes[k] = e
     c = _cand("T9", "ventral", kind="dural_tear", onset=25.0)
     c.level_coord, c.slice_index = float(v.level_coord[50]), 50
     c.evidence.update(dependent_cos=0.9,
@@ -777,13 +797,24 @@ def test_dependent_collection_is_placed_where_that_side_is_densest():
     assert v.dy_mm[c.slice_index, int(round(c.yx[0])), int(round(c.yx[1]))] < 0   # ventral
 
 
+def test_dependent_collection_first_seen_in_the_last_pass_is_placed_by_it():
+    v, c = _prone_collection(k=4)
+    found = c.slice_index
+    dt.place_dependent_collections(v, [c])     # seen by pass 3: pass 3 holds no collection
+    assert c.slice_index == found and "found_slice" not in c.evidence
+    c.onset_time_s = 35.0                      # first seen in pass 4 (after pass 3 at slice 50)
+    dt.place_dependent_collections(v, [c])
+    assert 30 <= c.slice_index < 36 and c.evidence["found_slice"] == 50
+    assert c.evidence["dependent_pass"] == 4 and c.onset_time_s == 35.0
+
+
 @pytest.mark.parametrize("change", ["late", "supine", "rank", "far", "weak", "sleeve"])
 def test_dependent_collection_left_where_found(change):
     v, c = _prone_collection(at=(5, 11) if change == "far" else (30, 36),
                              extra_hu=10.0 if change == "weak" else 150.0)
     if change == "far":             # more than DEPENDENT_REACH_LEVELS from where it was found
         c.level_coord, c.slice_index = float(v.level_coord[79]), 79
-    elif change == "late":          # first seen after the last pass before the last
+    elif change == "late":          # first seen in the last pass, which holds no collection
         c.onset_time_s = 35.0
     elif change == "supine":        # its contrast on the upper side: placed by upper_collection
         c.evidence["dependent_cos"] = -0.9
