@@ -1085,25 +1085,25 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
                                 sides=None):
     """Place each epidural collection on the sac's dependent side where it is densest.
 
-    A collection on the dependent side (a ventral tear in a prone patient) lies under the
-    sac's own layered contrast. Its arrival times place it poorly: where it leaves the sac it
-    fills with the sac, and at high flow it spreads over many levels between two passes, so
-    its earliest pieces are wherever it was first seen apart from the sac. Contrast enters it
+    A collection on the dependent side (a ventral tear in a prone patient) lies under the sac's
+    own layered contrast. Its arrival times place it poorly: where it leaves the sac it fills
+    with the sac, and at high flow it spreads over many levels between two passes, so its
+    earliest pieces are wherever it was first seen apart from the sac. Contrast enters it
     undiluted at the defect, so by the last pass before the delayed one (the last is the least
     informative: the sac is mixed by then) the dependent side of the canal is densest there
     relative to the sac's dependent side along the spine around it (:func:`dependent_bump`,
-    averaged over ``smooth_mm``, against a running median over ``window_mm``; not where the
-    sac was full by the second pass, at the injection). Each first candidate of a component
-    (a dural tear whose contrast near its onset lies mostly on the dependent side,
-    ``dependent_cos`` above 0.5, seen by that pass: its onset no later than that pass at its
-    slice; a collection first seen in the last pass is placed by the last pass, all there is
-    of it, ``evidence['dependent_pass']``) is moved to the largest such bump of DEPENDENT_BUMP_HU or more within
-    DEPENDENT_REACH_LEVELS of where it was found (its timing places it that well; farther, the
-    bump is another collection's, or the sac's own density rising towards the injection), on
-    slices with a level of their own, and only where the dependent side is at least as dense
-    as where it was found (a bump where the sac is thinner, as at the front of its contrast or
-    where the canal's shape changes level by level, is not denser than the defect); its onset
-    and timing stay those it was found with (``evidence['found_slice']``,
+    averaged over ``smooth_mm``, against a running median over ``window_mm``; not where the sac
+    was full by the second pass, at the injection). Each first candidate of a component (a dural
+    tear whose contrast near its onset lies mostly on the dependent side, ``dependent_cos``
+    above 0.5, seen by that pass: its onset no later than that pass at its slice; a collection
+    first seen in the last pass is placed by the last pass, all there is of it,
+    ``evidence['dependent_pass']``) is moved to the largest such bump of DEPENDENT_BUMP_HU or
+    more within DEPENDENT_REACH_LEVELS of where it was found (its timing places it that well;
+    farther, the bump is another collection's, or the sac's own density rising towards the
+    injection), on slices with a level of their own, and only where the dependent side is at
+    least as dense as where it was found (a bump where the sac is thinner, as at the front of
+    its contrast or where the canal's shape changes level by level, is not denser than the
+    defect); its onset and timing stay those it was found with (``evidence['found_slice']``,
     ``evidence['dependent_bump_hu']``). Candidates are changed in place.
 
     Parameters
@@ -1133,8 +1133,9 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     named = np.isfinite(v.level_coord)
     for k in (p_all - 2, p_all - 1):
         # the last pass before the delayed one; or the last, for a collection first seen there
-        mine = [c for c in todo
-                if (c.onset_time_s <= v.slice_times_s[p_all - 2][c.slice_index]) == (k == p_all - 2)]
+        seen_before_last = [c.onset_time_s <= v.slice_times_s[p_all - 2][c.slice_index]
+                            for c in todo]
+        mine = [c for c, b in zip(todo, seen_before_last) if b == (k == p_all - 2)]
         if not mine:
             continue
         e = v.enh_passes[k]
@@ -1322,8 +1323,16 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
         onset = max(t_prev, t_it) if math.isfinite(t_it) else 0.5 * (t_prev + t_here)
         onset = min(onset, t_here)
         lcs = _level_at(v, slices.astype(float))
-        # (how far it reaches: its own slices and the stretch its upper side is dense along)
-        lc_reach = np.concatenate([lcs, _level_at(v, run.astype(float))])
+        # (how far it reaches: its own slices, the stretch its upper side is dense along, and
+        # the stretch along which, in the last pass, the upper side is at least as dense as the
+        # dependent side: the collection grows after it is found, and wraps around the sac)
+        r_last = _upper_ratio(v.enh_passes[p_all - 1], top, bot, measured)[0]
+        lab_last, _ = ndimage.label(np.nan_to_num(_masked_mean(
+            r_last, np.isfinite(r_last) & ~at_injection, sm), nan=0.0) >= 1.0)
+        grown = np.nonzero(lab_last == lab_last[z_found])[0] if lab_last[z_found] \
+            else np.zeros(0, int)
+        lc_reach = np.concatenate([lcs, _level_at(v, run.astype(float)),
+                                   _level_at(v, grown.astype(float))])
         lc_reach = lc_reach[np.isfinite(lc_reach)]
         level_range = (float(lc_reach.min()), float(lc_reach.max())) if lc_reach.size \
             else (float("nan"), float("nan"))

@@ -259,6 +259,25 @@ def test_upper_collection_in_a_mixed_sac_keeps_its_own_extent():
     assert dt.upper_collection(mixed) is None
 
 
+def test_upper_collection_reaches_as_far_as_the_last_pass_shows_it():
+    # found before the last pass over slices 45..54; by the last pass the upper side is
+    # denser than the dependent side over slices 25..59: the collection grew, and its level
+    # range says so (lateral contrast along it is its edge, see _beside_upper_collection)
+    v = _supine_canal(excess_at=50)
+    d, _ = dt.upper_collection(v)
+    lo, hi = d.evidence["level_range"]
+    first = d.evidence["first_pass"]
+    assert first < len(v.enh_passes) - 1 and lo > v.level_coord[40] and hi < v.level_coord[60]
+    up = (v.dy_mm / 6.0 < -0.3) & (v.compartments == an.SAC)
+    e = v.enh_passes[-1].copy()
+    e[25:60] = np.where(up[25:60], 2000.0, e[25:60])
+    v.enh_passes[-1] = e
+    d, _ = dt.upper_collection(v)
+    lo, hi = d.evidence["level_range"]
+    assert d.evidence["first_pass"] == first and abs(d.slice_index - 50) <= 3
+    assert lo <= v.level_coord[28] and hi >= v.level_coord[56] and lo >= v.level_coord[20]
+
+
 def test_upper_collection_needs_a_stretch_of_the_spine():
     # dense, but over 5 slices (10 mm) of a mixed sac: not a collection over the spine (its
     # excess over the other slices, about 0.45, is below UPPER_EXCESS_LAST too)
