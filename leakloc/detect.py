@@ -1131,10 +1131,11 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     # (only slices with a level of their own: beyond the vertebrae named, the interpolated
     # level is the last one's, whatever the distance)
     named = np.isfinite(v.level_coord)
+    # the last pass before the delayed one places a collection seen by then; the last, one
+    # first seen there (decided where each was found, before any is moved)
+    seen_before_last = [c.onset_time_s <= v.slice_times_s[p_all - 2][c.slice_index]
+                        for c in todo]
     for k in (p_all - 2, p_all - 1):
-        # the last pass before the delayed one; or the last, for a collection first seen there
-        seen_before_last = [c.onset_time_s <= v.slice_times_s[p_all - 2][c.slice_index]
-                            for c in todo]
         mine = [c for c, b in zip(todo, seen_before_last) if b == (k == p_all - 2)]
         if not mine:
             continue

@@ -825,6 +825,17 @@ def test_dependent_collection_first_seen_in_the_last_pass_is_placed_by_it():
     dt.place_dependent_collections(v, [c])
     assert 30 <= c.slice_index < 36 and c.evidence["found_slice"] == 50
     assert c.evidence["dependent_pass"] == 4 and c.onset_time_s == 35.0
+    # seen by pass 3 and moved by it to a collection there: not moved again by pass 4 (where
+    # the candidate now lies, pass 3 was taken before its onset)
+    v3, c3 = _prone_collection(at=(30, 36), k=3)
+    e4 = v3.enh_passes[4].copy()
+    down = (v3.dy_mm < -0.3 * 6.0) & (v3.compartments == 1)
+    for z in range(60, 66):
+        e4[z][down[z]] += 150.0
+    v3.enh_passes[4] = e4
+    c3.onset_time_s = 31.8                     # pass 3 took slice 50 at 32.5 s, slice 33 at 31.65 s
+    dt.place_dependent_collections(v3, [c3])
+    assert 30 <= c3.slice_index < 36 and c3.evidence["dependent_pass"] == 3
 
 
 @pytest.mark.parametrize("change", ["late", "supine", "rank", "far", "weak", "sleeve"])
