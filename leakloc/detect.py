@@ -951,6 +951,11 @@ UPPER_EXCESS, UPPER_EXCESS_LAST, UPPER_EXCESS_WEAK = 0.25, 0.6, 0.18
 UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
 #: a weak excess is a collection when the next pass shows the dense rule's ratio within this, mm
 UPPER_CONFIRM_MM = 15.0
+#: the upper side at least this much denser than the dependent side (their ratio, averaged
+#: over ``smooth_mm``) in the last pass: a collection found earlier has grown there
+#: (``level_range``); a mixed sac's ratio is about 1, collections on seeds 11000-14099 held
+#: 1.2-1.5 along most of their length
+UPPER_GROWN = 1.1
 #: on the dorsal (upper) side of a prone patient, the excess that counts, in a pass before the
 #: last, at level coordinates below the second (20.0: down to the middle of L2): on 44 prone
 #: controls (seeds 151-184, 20003-20345) it reached 0.61 at L1 (a margin of only 0.04) and well
@@ -1209,12 +1214,13 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
     UPPER_EXCESS) ends the search: with no collection, unless the next pass shows the upper
     side there denser than the dependent side (UPPER_DENSER, within UPPER_CONFIRM_MM): then
     the weak excess is the collection. The first pass after the first where
-    either rule finds one decides
+    any of these rules finds one decides
     (``evidence['upper_rule']`` says which; ``upper_excess`` and ``upper_ratio`` are taken
     at the slice it was found at, ``upper_found_slice``). The ratio finds the collection but
     does not place its defect: that is where the collection is densest along it
     (:func:`_densest_upper`). ``span_levels`` is the length of the slices found;
-    ``level_range`` also covers the stretch the upper side is dense along. ``sides``: the
+    ``level_range`` also covers the stretch the upper side is dense along, and the stretch
+    along which it is denser than the dependent side in the last pass (UPPER_GROWN). ``sides``: the
     study's :func:`_side_masks`, or None: computed here.
 
     Returns
@@ -1293,6 +1299,8 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
         where = np.zeros(top.shape, bool)
         where[slices] = top[slices] & (e[slices] >= EXTRAVASATION_HU)
         if not where.any():
+            if rule == "weak":      # (the first pass with an excess decides)
+                return None
             continue
         zz, yy, xx = np.nonzero(where)
         sector, sect_w = _sector_of(v.sectors[zz, yy, xx], np.ones(zz.size))
@@ -1325,13 +1333,14 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
         onset = min(onset, t_here)
         lcs = _level_at(v, slices.astype(float))
         # (how far it reaches: its own slices, the stretch its upper side is dense along, and
-        # the stretch along which, in the last pass, the upper side is at least as dense as the
-        # dependent side: the collection grows after it is found, and wraps around the sac)
+        # the stretch along which, in the last pass, the upper side is denser than the
+        # dependent side, UPPER_GROWN: the collection grows after it is found, and wraps
+        # around the sac; a mixed sac's ratio is about 1 everywhere)
         r_last = _upper_ratio(v.enh_passes[p_all - 1], top, bot, measured)[0]
         lab_last, _ = ndimage.label(np.nan_to_num(_masked_mean(
-            r_last, np.isfinite(r_last) & ~at_injection, sm), nan=0.0) >= 1.0)
-        grown = np.nonzero(lab_last == lab_last[z_found])[0] if lab_last[z_found] \
-            else np.zeros(0, int)
+            r_last, np.isfinite(r_last) & ~at_injection, sm), nan=0.0) >= UPPER_GROWN)
+        hit = lab_last[np.r_[slices, run, z_found]]
+        grown = np.nonzero(np.isin(lab_last, hit[hit > 0]))[0]
         lc_reach = np.concatenate([lcs, _level_at(v, run.astype(float)),
                                    _level_at(v, grown.astype(float))])
         lc_reach = lc_reach[np.isfinite(lc_reach)]

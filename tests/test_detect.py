@@ -276,6 +276,13 @@ def test_upper_collection_reaches_as_far_as_the_last_pass_shows_it():
     lo, hi = d.evidence["level_range"]
     assert d.evidence["first_pass"] == first and abs(d.slice_index - 50) <= 3
     assert lo <= v.level_coord[28] and hi >= v.level_coord[56] and lo >= v.level_coord[20]
+    # a last pass fully mixed (the upper side as dense as the dependent side everywhere):
+    # the collection is not taken to have grown along the whole spine
+    mixed = _supine_canal(excess_at=50)
+    mixed.enh_passes[-1] = np.where(mixed.compartments == an.SAC, 500.0, 0.0).astype(np.float32)
+    d, _ = dt.upper_collection(mixed)
+    lo, hi = d.evidence["level_range"]
+    assert lo > mixed.level_coord[40] and hi < mixed.level_coord[60]
 
 
 def test_upper_collection_needs_a_stretch_of_the_spine():
