@@ -429,84 +429,6 @@ def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, dept
     return np.percentile(vals.reshape(nz, -1), 35, axis=1)
 
 
-def _tidy_discs(discs, min_sep):
-    """The discs found, with a disc hidden by calcification added and a spurious one inside a
-    body removed (slices, cranial first)."""
-    # a disc hidden by calcification: a gap much taller than its neighbours gets its lowest point
-    changed = True
-    while changed and discs.size >= 3:
-        changed = False
-        gaps = np.diff(discs)
-        for k, g in enumerate(gaps):
-            nb = np.concatenate([gaps[max(0, k - 2):k], gaps[k + 1:k + 3]])
-            if nb.size and g > 1.6 * np.median(nb):
-                lo_, hi_ = discs[k] + min_sep // 2, discs[k + 1] - min_sep // 2
-                if hi_ > lo_:
-                    mid = (discs[k] + discs[k + 1]) // 2
-                    discs = np.sort(np.append(discs, mid))
-                    changed = True
-                    break
-    # a spurious disc inside a body splits it into two short pieces whose sum is one body
-    changed = True
-    while changed and discs.size >= 5:
-        changed = False
-        gaps = np.diff(discs)
-        for k in range(gaps.size - 1):
-            g1, g2 = gaps[k], gaps[k + 1]
-            nb = np.concatenate([gaps[max(0, k - 2):k], gaps[k + 2:k + 4]])
-            if nb.size < 2:
-                continue
-            med = float(np.median(nb))
-            if g1 < 0.6 * med and g2 < 0.6 * med and abs(g1 + g2 - med) < 0.3 * med:
-                discs = np.delete(discs, k + 1)
-                changed = True
-                break
-    return discs
-
-
-def _body_centres(discs, n):
-    """Centres (slices, cranial first) of the bodies between the discs, with the partial
-    segments above the first and below the last disc when they are nearly a whole body."""
-    heights = np.diff(discs)
-    centres = list((discs[:-1] + discs[1:]) / 2.0)
-    if discs[0] >= 0.6 * heights[0] and discs[0] > 1:
-        centres.insert(0, discs[0] - heights[0] / 2.0)
-    if (n - 1 - discs[-1]) >= 0.6 * heights[-1]:
-        centres.append(discs[-1] + heights[-1] / 2.0)
-    return np.asarray(centres)
-
-
-def _mend_dips(p, discs, base):
-    """Discs left when the dips that are not discs are mended.
-
-    Two neighbouring minima with no body between them (the profile never rises halfway from
-    the shallower minimum to the bodies' level, ``base``) are one disc, at their midpoint; a
-    dip one slice wide whose neighbours are both at the bodies' level is not a disc.
-
-    Parameters
-    ----------
-    p : ndarray (Z,), the smoothed body profile, cranial first, HU; discs : ndarray of int,
-        the minima taken for discs (sorted); base : ndarray (Z,), the bodies' level, HU
-    """
-    out = [int(discs[0])]
-    for d in discs[1:]:
-        a = out[-1]
-        floor = max(p[a], p[d])
-        body = 0.5 * (base[a] + base[d])
-        if p[a:d + 1].max() < floor + 0.5 * (body - floor):
-            out[-1] = (a + int(d)) // 2
-        else:
-            out.append(int(d))
-    keep = []
-    for d in out:
-        lo, hi = max(d - 1, 0), min(d + 1, p.size - 1)
-        half = 0.5 * (p[d] + base[d])
-        if lo < d < hi and p[lo] >= half and p[hi] >= half:
-            continue
-        keep.append(d)
-    return np.asarray(keep, dtype=int)
-
-
 def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
     """Level coordinate per slice from the vertebral body / disc profile, named from the top.
 
@@ -543,24 +465,49 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
     cand, _ = signal.find_peaks(-p, distance=min_sep)
     depth = base[cand] - p[cand]
     discs = cand[depth >= np.maximum(40.0, 0.3 * (base[cand] - low))]
-    raw = discs
-    discs = _tidy_discs(discs, min_sep)
+    # a disc hidden by calcification: a gap much taller than its neighbours gets its lowest point
+    changed = True
+    while changed and discs.size >= 3:
+        changed = False
+        gaps = np.diff(discs)
+        for k, g in enumerate(gaps):
+            nb = np.concatenate([gaps[max(0, k - 2):k], gaps[k + 1:k + 3]])
+            if nb.size and g > 1.6 * np.median(nb):
+                lo_, hi_ = discs[k] + min_sep // 2, discs[k + 1] - min_sep // 2
+                if hi_ > lo_:
+                    mid = (discs[k] + discs[k + 1]) // 2
+                    discs = np.sort(np.append(discs, mid))
+                    changed = True
+                    break
+    # a spurious disc inside a body splits it into two short pieces whose sum is one body
+    changed = True
+    while changed and discs.size >= 5:
+        changed = False
+        gaps = np.diff(discs)
+        for k in range(gaps.size - 1):
+            g1, g2 = gaps[k], gaps[k + 1]
+            nb = np.concatenate([gaps[max(0, k - 2):k], gaps[k + 2:k + 4]])
+            if nb.size < 2:
+                continue
+            med = float(np.median(nb))
+            if g1 < 0.6 * med and g2 < 0.6 * med and abs(g1 + g2 - med) < 0.3 * med:
+                discs = np.delete(discs, k + 1)
+                changed = True
+                break
     if discs.size < 2:
         raise AnalysisError("could not find vertebral bodies and discs along the canal to name "
                             "the levels; give --levels LABELMAP")
-    centres = _body_centres(discs, len(p))
+    heights = np.diff(discs)
+    centres = list((discs[:-1] + discs[1:]) / 2.0)
+    # the partial segment above the first disc counts when it is nearly a whole body
+    if discs[0] >= 0.6 * heights[0] and discs[0] > 1:
+        centres.insert(0, discs[0] - heights[0] / 2.0)
+    # and below the last disc
+    if (len(p) - 1 - discs[-1]) >= 0.6 * heights[-1]:
+        centres.append(discs[-1] + heights[-1] / 2.0)
+    centres = np.asarray(centres)
     coords = top + np.arange(centres.size, dtype=float)
     last = len(_lv.VERTEBRAE) - 1
-    if coords[-1] > last + 4.5:
-        # more bodies than the spine has: dips that are not discs (a disc's edges seen as two
-        # minima, a one-slice dip inside a body) split bodies. Only then are they mended, so
-        # that a study that fits is never renamed
-        mended = _tidy_discs(_mend_dips(p, raw, base), min_sep)
-        if mended.size >= 2:
-            centres = _body_centres(mended, len(p))
-            if top + centres.size - 1 <= last + 4.5:
-                discs = mended
-                coords = top + np.arange(centres.size, dtype=float)
     if coords[-1] > last + 4.5:
         raise AnalysisError(f"--top-vertebra {top_vertebra} does not fit: {centres.size} vertebral "
                             f"bodies found below it, more than the spine has")
