@@ -953,8 +953,8 @@ UPPER_DENSER, UPPER_DENSER_MIN_MM = 1.25, 15.0
 UPPER_CONFIRM_MM = 15.0
 #: the upper side at least this much denser than the dependent side (their ratio, averaged
 #: over ``smooth_mm``) in the last pass: a collection found earlier has grown there
-#: (``level_range``); a mixed sac's ratio is about 1, collections on seeds 11000-14099 held
-#: 1.2-1.5 along most of their length
+#: (``level_range``). A mixed sac's ratio is about 1; where a collection covered most of the
+#: field (11008, 11011, 13053, 14032) the last pass's median ratio was 1.2-1.5
 UPPER_GROWN = 1.1
 #: on the dorsal (upper) side of a prone patient, the excess that counts, in a pass before the
 #: last, at level coordinates below the second (20.0: down to the middle of L2): on 44 prone
@@ -1198,30 +1198,29 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
     Contrast layers: the sac's upper side fills late and thin, slowly along the spine as the
     contrast mixes. A collection there (a ventral tear in a supine patient) fills from its
     defect with undiluted CSF contrast (a dorsal tear in a prone patient, only with a larger
-    excess, UPPER_EXCESS_DORSAL), so near the defect the upper side of the canal is much
-    denser, relative to the dependent side of the same slice, than a few levels away, and
-    sooner than the sac's mixing explains. Timing cannot separate it from the sac there (it
-    fills with it); this ratio can. Per pass after the first (in the last one, where the sac
-    is mixed, only a larger excess counts: UPPER_EXCESS_LAST), the ratio of the upper to the
-    dependent side's 75th percentile enhancement is compared with the median ratio of the
-    slices where the sac filled as long before (mixing goes on with that time, so the ratio
-    peaks at the injection by itself); the first pass with enough excess finds a collection at
-    its peak. A collection over many levels fills most of the slices filled as long before and
-    hides its own excess; but free contrast sinks: in a pass without enough excess, a ratio
-    (averaged over ``smooth_mm``) that peaks at UPPER_DENSER or more and stays above half that
-    peak's margin over 1 along UPPER_DENSER_MIN_MM of the spine is a collection, found where
-    the ratio peaks. A pass before the last whose excess is only weak (UPPER_EXCESS_WEAK up to
-    UPPER_EXCESS) ends the search: with no collection, unless the next pass shows the upper
-    side there denser than the dependent side (UPPER_DENSER, within UPPER_CONFIRM_MM): then
-    the weak excess is the collection. The first pass after the first where
-    any of these rules finds one decides
-    (``evidence['upper_rule']`` says which; ``upper_excess`` and ``upper_ratio`` are taken
-    at the slice it was found at, ``upper_found_slice``). The ratio finds the collection but
-    does not place its defect: that is where the collection is densest along it
-    (:func:`_densest_upper`). ``span_levels`` is the length of the slices found;
-    ``level_range`` also covers the stretch the upper side is dense along, and the stretch
-    along which it is denser than the dependent side in the last pass (UPPER_GROWN). ``sides``: the
-    study's :func:`_side_masks`, or None: computed here.
+    excess, UPPER_EXCESS_DORSAL), so near the defect the upper side of the canal is much denser,
+    relative to the dependent side of the same slice, than a few levels away, and sooner than
+    the sac's mixing explains. Timing cannot separate it from the sac there (it fills with it);
+    this ratio can. Per pass after the first (in the last one, where the sac is mixed, only a
+    larger excess counts: UPPER_EXCESS_LAST), the ratio of the upper to the dependent side's
+    75th percentile enhancement is compared with the median ratio of the slices where the sac
+    filled as long before (mixing goes on with that time, so the ratio peaks at the injection by
+    itself); the first pass with enough excess finds a collection at its peak. A collection over
+    many levels fills most of the slices filled as long before and hides its own excess; but
+    free contrast sinks: in a pass without enough excess, a ratio (averaged over ``smooth_mm``)
+    that peaks at UPPER_DENSER or more and stays above half that peak's margin over 1 along
+    UPPER_DENSER_MIN_MM of the spine is a collection, found where the ratio peaks. A pass before
+    the last whose excess is only weak (UPPER_EXCESS_WEAK up to UPPER_EXCESS) ends the search:
+    with no collection, unless the next pass shows the upper side there denser than the
+    dependent side (UPPER_DENSER, within UPPER_CONFIRM_MM): then the weak excess is the
+    collection. The first pass after the first where any of these rules finds one decides
+    (``evidence['upper_rule']`` says which; ``upper_excess`` and ``upper_ratio`` are taken at
+    the slice it was found at, ``upper_found_slice``). The ratio finds the collection but does
+    not place its defect: that is where the collection is densest along it
+    (:func:`_densest_upper`). ``span_levels`` is the length of the slices found; ``level_range``
+    also covers the stretch the upper side is dense along, and the stretch along which it is
+    denser than the dependent side in the last pass (UPPER_GROWN). ``sides``: the study's
+    :func:`_side_masks`, or None: computed here.
 
     Returns
     -------
