@@ -1335,7 +1335,8 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
         # the stretch along which, in the last pass, the upper side is denser than the
         # dependent side, UPPER_GROWN: the collection grows after it is found, and wraps
         # around the sac; a mixed sac's ratio is about 1 everywhere)
-        r_last = _upper_ratio(v.enh_passes[p_all - 1], top, bot, measured)[0]
+        r_last = ratio if k == p_all - 1 else \
+            _upper_ratio(v.enh_passes[p_all - 1], top, bot, measured)[0]
         lab_last, _ = ndimage.label(np.nan_to_num(_masked_mean(
             r_last, np.isfinite(r_last) & ~at_injection, sm), nan=0.0) >= UPPER_GROWN)
         hit = lab_last[np.r_[slices, run, z_found]]
