@@ -846,7 +846,10 @@ def find_candidates(v: Voxels):
             and float(np.percentile(pk, 95)) < CSF_DENSE_HU and thickness_mm <= VEIN_MAX_THICKNESS_MM
         # a draining vein seen along the spine is placed by its density (it fills within a pass,
         # so its arrival is flat along it), and so is a collection seen in one pass
-        z_dens = _density_apex(zz[fin], pk[fin], sz) \
+        # (a vein by all its voxels: most of them never reach the density that times contrast,
+        # and the few that do may be where something denser lies against the vein)
+        dens_vox = np.ones_like(fin) if venous_like and frac_venous > 0.5 else fin
+        z_dens = _density_apex(zz[dens_vox], pk[dens_vox], sz) \
             if (venous_like or one_pass) and span_levels >= 1.5 and apex is None else None
         if z_dens is not None:
             # the density apex first; a vein's timing onsets stay as alternatives (the apex of
@@ -1468,8 +1471,9 @@ def is_leak(c: Defect, candidates=()) -> bool:
     pool = c.side in ("left", "right") and c.kind == "nerve_root_sleeve" and \
         _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])
     if e.get("untimed"):
-        # nothing to time it against (the sac filled there in the last pass): only its size
-        return pool
+        # nothing to time it against (the sac filled there in the last pass): only its size,
+        # whatever its density made of it (a slow leak's pool is as faint as a vein: 15066)
+        return c.side in ("left", "right") and _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])
     if pool:
         # a pool outside the canal beside it, larger than any sleeve or pouch that fills with
         # the sac: contrast out through the foramen (a high-flow sleeve leak fills with the sac)

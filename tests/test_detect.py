@@ -1071,6 +1071,30 @@ def test_a_vein_running_across_the_slice_is_thin():
     assert e["width_mm"] > 8.0 and e["thickness_mm"] == pytest.approx(3.0, abs=0.6)
 
 
+def test_a_vein_is_placed_by_the_density_of_all_its_voxels():
+    # a fistula's vein left of the canal along slices 6-74 (a tube 4 mm across), densest at
+    # slice 50 and fading both ways (the fistula); its voxels are too faint to time (no
+    # arrival) but for a few at the fistula. Against its far end, slices 8-16, lies something
+    # denser that is timed (marrow, a misregistered edge): the timed voxels alone would put
+    # the vein's density apex there
+    v = _supine_canal(half=24)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    tube = (np.hypot(v.dy_mm, v.dx_mm - 15.0) <= 2.0) & (z >= 6) & (z < 75)
+    fade = 150.0 * np.exp(-2.0 * np.abs(z - 50.0) / 180.0)      # 2 mm slices
+    v.peak_hu = np.where(tube, fade, v.peak_hu).astype(np.float32)
+    timed = ((tube & (np.abs(v.dy_mm) < 0.5) & (np.abs(v.dx_mm - 15.0) < 0.5) & (np.abs(z - 50) <= 2))
+             | ((np.abs(v.dy_mm) < 0.5) & (np.abs(v.dx_mm - 17.5) < 1.0) & (z >= 8) & (z <= 16)))
+    _late_outside(v, timed & ~tube, peak_hu=250.0)
+    v.arrival_s = np.where(tube & ~timed, np.nan, v.arrival_s).astype(np.float32)
+    for name in ("arrival_s", "lag_s", "first_pass"):
+        a = getattr(v, name)
+        setattr(v, name, np.where(tube & timed, {"arrival_s": 30.0, "lag_s": 15.0, "first_pass": 3}[name], a).astype(a.dtype))
+    cands, mask = dt.find_candidates(v)
+    veins = [c for c in cands if c.kind == "csf_venous_fistula"]
+    assert veins and veins[0].evidence["frac_venous"] > 0.5
+    assert abs(veins[0].slice_index - 50) <= 3
+
+
 @pytest.mark.parametrize("voxel_mm", [1.0, 2.0])
 def test_onset_is_not_timed_on_slices_where_the_component_is_only_a_rim(voxel_mm):
     # a ventral collection 1-3 voxels deep along slices 20-59, filling from slice 40 outward,
@@ -1183,10 +1207,14 @@ def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
     mine = _pool_candidates(v)
     assert mine and dt.is_leak(mine[0], mine)
     assert mine[0].evidence["untimed"]
-    # untimed, it is a leak only as a pool: not as a vein (late as one would be), nor smaller
-    for other in (dataclasses.replace(mine[0], kind="csf_venous_fistula", delay_s=15.0),
-                  dataclasses.replace(mine[0], evidence=dict(mine[0].evidence, volume_mm3=2000.0))):
+    # untimed, it is a leak only as a pool, by its size: not smaller, even as a vein (late as
+    # one would be); as large, it is one even where its faint density made a vein of it
+    smaller = dict(mine[0].evidence, volume_mm3=2000.0)
+    for other in (dataclasses.replace(mine[0], kind="csf_venous_fistula", delay_s=15.0, evidence=smaller),
+                  dataclasses.replace(mine[0], evidence=smaller)):
         assert not dt.is_leak(other, [other])
+    faint = dataclasses.replace(mine[0], kind="csf_venous_fistula")
+    assert dt.is_leak(faint, [faint])
     # the same pool already there in the first pass (put there at the puncture?): no candidate
     first = v.arrival_s.copy()
     first[pool] = np.broadcast_to(v.slice_times_s[0][:, None, None], pool.shape)[pool]
