@@ -894,7 +894,9 @@ def find_candidates(v: Voxels):
             t_it = float(v.t_intrathecal_s[zi]) if np.isfinite(v.t_intrathecal_s[zi]) else float("nan")
             delay = onset - t_it if math.isfinite(t_it) else float("nan")
             side = SIDES[sector]
-            if venous_like:
+            # (a pool let in untimed by its size is a sleeve leak's, not a vein, unless it is
+            # mostly venous voxels: a slow leak's pool is as faint as a vein, 15066)
+            if venous_like and not (untimed and frac_venous <= 0.5):
                 kind = "csf_venous_fistula"
                 if side in ("ventral", "dorsal"):
                     # a fistula drains to one side: the heavier lateral sector
@@ -1472,8 +1474,10 @@ def is_leak(c: Defect, candidates=()) -> bool:
         _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])
     if e.get("untimed"):
         # nothing to time it against (the sac filled there in the last pass): only its size,
-        # whatever its density made of it (a slow leak's pool is as faint as a vein: 15066)
-        return c.side in ("left", "right") and _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])
+        # as a pool beside the canal whatever kind its density made of it, and not one slab
+        return c.side in ("left", "right") and \
+            _lateral_pool(e["volume_mm3"], e["frac_paraspinal"]) and \
+            e.get("length_mm", math.inf) >= FLAT_RATIO * e.get("width_mm", 0.0)
     if pool:
         # a pool outside the canal beside it, larger than any sleeve or pouch that fills with
         # the sac: contrast out through the foramen (a high-flow sleeve leak fills with the sac)

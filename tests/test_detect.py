@@ -1215,6 +1215,17 @@ def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
         assert not dt.is_leak(other, [other])
     faint = dataclasses.replace(mine[0], kind="csf_venous_fistula")
     assert dt.is_leak(faint, [faint])
+    # found as faint as a vein (150 HU) but dense enough to time nearly everywhere: a sleeve
+    # leak's pool, not a vein (without venous voxels, its faintness made it one)
+    faint_v = dataclasses.replace(v, peak_hu=np.where(pool, 150.0, v.peak_hu).astype(np.float32))
+    got = _pool_candidates(faint_v)
+    assert got and got[0].evidence["untimed"] and got[0].kind == "nerve_root_sleeve"
+    assert dt.is_leak(got[0], got)
+    # ... but not when it is one slab, much wider than it is long along the spine
+    slab = dict(mine[0].evidence, length_mm=2.0, width_mm=20.0)
+    for kind in ("nerve_root_sleeve", "csf_venous_fistula"):
+        flat = dataclasses.replace(mine[0], kind=kind, evidence=slab)
+        assert not dt.is_leak(flat, [flat])
     # the same pool already there in the first pass (put there at the puncture?): no candidate
     first = v.arrival_s.copy()
     first[pool] = np.broadcast_to(v.slice_times_s[0][:, None, None], pool.shape)[pool]
