@@ -1248,6 +1248,12 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
     # mixed by the injection itself
     at_injection = ~(v.t_intrathecal_s > v.slice_times_s[1] - 0.5)
     measured = np.nonzero((n_top >= 5) & (n_bot >= 5))[0]
+
+    def smoothed(r):
+        """A pass's upper/dependent ratio averaged over ``sm`` slices (those that have one,
+        away from the injection)."""
+        return _masked_mean(r, np.isfinite(r) & ~at_injection, sm)
+
     for k in range(1, p_all):
         e = v.enh_passes[k]
         ratio, q_top, q_bot, d_top = _upper_ratio(e, top, bot, measured)
@@ -1274,10 +1280,8 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
             # the front's edge grows in later passes). It is a collection only if, in the next
             # pass, the upper side there is clearly denser than the dependent side (free
             # contrast sinks: the dense rule's test, UPPER_DENSER, within UPPER_CONFIRM_MM)
-            r_next = _upper_ratio(v.enh_passes[k + 1], top, bot, measured)[0]
-            ok_next = np.isfinite(r_next) & ~at_injection
             near = np.abs(zi - zc) * sz <= UPPER_CONFIRM_MM
-            d_next = _masked_mean(r_next, ok_next, sm)[near]
+            d_next = smoothed(_upper_ratio(v.enh_passes[k + 1], top, bot, measured)[0])[near]
             if not (np.isfinite(d_next).any() and np.nanmax(d_next) >= UPPER_DENSER):
                 return None
             rule = "weak"
@@ -1342,8 +1346,7 @@ def upper_collection(v: Voxels, window_mm=75.0, smooth_mm=10.0, sides=None):
         # around the sac; a mixed sac's ratio is about 1 everywhere)
         r_last = ratio if k == p_all - 1 else \
             _upper_ratio(v.enh_passes[p_all - 1], top, bot, measured)[0]
-        lab_last, _ = ndimage.label(np.nan_to_num(_masked_mean(
-            r_last, np.isfinite(r_last) & ~at_injection, sm), nan=0.0) >= UPPER_GROWN)
+        lab_last, _ = ndimage.label(np.nan_to_num(smoothed(r_last), nan=0.0) >= UPPER_GROWN)
         hit = lab_last[np.r_[slices, run, z_found]]
         grown = np.nonzero(np.isin(lab_last, hit[hit > 0]))[0]
         lc_reach = np.concatenate([lcs, _level_at(v, run.astype(float)),
@@ -1443,8 +1446,8 @@ def is_leak(c: Defect, candidates=()) -> bool:
     if e.get("rim_fraction", 0.0) >= RIM_FRACTION:
         # contrast on the sac's wall, within RIM_MM of it nearly everywhere: a rim, not a leak
         return False
-    if c.kind != "csf_venous_fistula" and \
-            e.get("length_mm", math.inf) < FLAT_RATIO * e.get("width_mm", 0.0):
+    flat = e.get("length_mm", math.inf) < FLAT_RATIO * e.get("width_mm", 0.0)
+    if c.kind != "csf_venous_fistula" and flat:
         # wide in the axial plane but short along the spine: an artefact of one slab (a streak,
         # a pass that moved), not contrast that left through the dura (a vein running out
         # through the foramen is flat, a collection or a sleeve's blob is not)
@@ -1470,14 +1473,13 @@ def is_leak(c: Defect, candidates=()) -> bool:
         return False
     if _mirrored(c, candidates):
         return False
-    pool = c.side in ("left", "right") and c.kind == "nerve_root_sleeve" and \
+    lateral_pool = c.side in ("left", "right") and \
         _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])
+    pool = lateral_pool and c.kind == "nerve_root_sleeve"
     if e.get("untimed"):
         # nothing to time it against (the sac filled there in the last pass): only its size,
         # as a pool beside the canal whatever kind its density made of it, and not one slab
-        return c.side in ("left", "right") and \
-            _lateral_pool(e["volume_mm3"], e["frac_paraspinal"]) and \
-            e.get("length_mm", math.inf) >= FLAT_RATIO * e.get("width_mm", 0.0)
+        return lateral_pool and not flat
     if pool:
         # a pool outside the canal beside it, larger than any sleeve or pouch that fills with
         # the sac: contrast out through the foramen (a high-flow sleeve leak fills with the sac)
