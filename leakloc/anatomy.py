@@ -399,9 +399,81 @@ def _coord_from_centres(z_centres, coords, nz):
     return out
 
 
+#: a body's posterior wall: the first bone along the ventral ray, no nearer the centre than the
+#: canal's ventral radius less BODY_WALL_INSIDE_MM, at least BODY_WALL_HU dense over
+#: BODY_WALL_MM of the ray (a body is bone over 14 mm or more; a fragment, a rim, or contrast
+#: layered in the sac in every pass near the injection without a pre-contrast pass, is a few mm
+#: thick); its depth is the running median over BODY_WALL_WINDOW_MM along the spine (discs,
+#: which hold no bone, take it from the bodies around them). Found on under
+#: BODY_WALL_MIN_FRACTION of the slices (bodies less dense than that: osteoporosis), the
+#: canal's radius stands
+BODY_WALL_HU, BODY_WALL_MM, BODY_WALL_WINDOW_MM = 150.0, 6.0, 60.0
+BODY_WALL_INSIDE_MM, BODY_WALL_MIN_FRACTION = 2.0, 0.3
+
+
+def _body_wall_mm(ray_hu, rr_mm, canal_mm, step_mm):
+    """Distance from the canal centre to the vertebral bodies' posterior wall per slice, mm.
+
+    Parameters
+    ----------
+    ray_hu : ndarray, shape (Z, R)
+        Baseline HU along the ventral ray, at ``rr_mm`` from the canal centre.
+    rr_mm : ndarray, shape (R,)
+        Distances along the ray, mm, evenly spaced, increasing.
+    canal_mm : ndarray, shape (Z,)
+        The canal's ventral radius, mm: the search starts a little inside it, and it is the
+        answer where too few slices show a wall.
+    step_mm : float
+        Slice spacing, mm.
+
+    Returns
+    -------
+    ndarray, shape (Z,), mm
+    """
+    canal_mm = np.asarray(canal_mm, float)
+    nz = ray_hu.shape[0]
+    bone = (ray_hu >= BODY_WALL_HU) & \
+        (rr_mm[None, :] >= np.nan_to_num(canal_mm, nan=0.0)[:, None] - BODY_WALL_INSIDE_MM)
+    n_run = max(1, int(round(BODY_WALL_MM / float(rr_mm[1] - rr_mm[0]))))
+    if n_run > bone.shape[1]:
+        return canal_mm
+    # the first sample that starts n_run bone samples in a row
+    c = np.concatenate([np.zeros((nz, 1), np.int64), np.cumsum(bone, axis=1)], axis=1)
+    run = np.zeros(bone.shape, bool)
+    run[:, :bone.shape[1] - n_run + 1] = (c[:, n_run:] - c[:, :-n_run]) == n_run
+    found = run.any(axis=1)
+    if found.mean() < BODY_WALL_MIN_FRACTION:
+        return canal_mm
+    wall = np.where(found, rr_mm[np.argmax(run, axis=1)], np.nan)
+    half = max(1, int(round(BODY_WALL_WINDOW_MM / max(float(step_mm), 0.1) / 2)))
+    zs = np.nonzero(found)[0]
+    out = np.empty(nz)
+    for z in range(nz):
+        near = zs[np.abs(zs - z) <= half]
+        out[z] = np.median(wall[near]) if near.size else np.nan
+    ok = np.isfinite(out)
+    return np.interp(np.arange(nz), np.nonzero(ok)[0], out[ok])
+
+
 def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, depth_mm=(3.0, 12.0),
-                 half_width_mm=4.0):
-    """Mean baseline HU per slice in a box ventral to the canal, where vertebral bodies and discs are.
+                 half_width_mm=4.0, step_mm=1.0):
+    """Baseline HU per slice in a box ventral to the canal, where vertebral bodies and discs are.
+
+    The box starts ``depth_mm[0]`` beyond the bodies' posterior wall, found along the ventral
+    ray from the canal centre (:func:`_body_wall_mm`): the canal's own ventral radius is not
+    always its bony edge (near the injection, where the sac held contrast in every pass, it can
+    be a few mm).
+
+    Parameters
+    ----------
+    baseline : ndarray, shape (Z, Y, X), HU
+    centre_yx : ndarray, shape (Z, 2), the canal centre per slice, voxels
+    radius_mm : ndarray, shape (Z, A), the canal's radius per slice and angle, mm
+    spacing_yx_mm : (2,) mm
+    ventral_yx : (2,) unit vector towards the patient's front
+    depth_mm : (2,) mm, the box's extent beyond the wall
+    half_width_mm : float, mm either side of the ray
+    step_mm : float, slice spacing, mm (the wall's running median is over a length of spine)
 
     Returns
     -------
@@ -409,24 +481,92 @@ def body_profile(baseline, centre_yx, radius_mm, spacing_yx_mm, ventral_yx, dept
     """
     nz = baseline.shape[0]
     n_ang = radius_mm.shape[1]
+    ventral_yx = np.asarray(ventral_yx, float)
     # the ventral ray's canal radius
     ang_v = math.atan2(ventral_yx[1], ventral_yx[0]) % (2 * np.pi)
     k = int(round(ang_v / (2 * np.pi) * n_ang)) % n_ang
     r_v = radius_mm[:, k]
-    perp = np.array([-ventral_yx[1], ventral_yx[0]])
+
+    def sample(dist_mm, across_mm):
+        # baseline at points dist_mm along the ray and across_mm beside it, (Z, ...) HU
+        perp = np.array([-ventral_yx[1], ventral_yx[0]])
+        pts = dist_mm[..., None] * ventral_yx + across_mm[..., None] * perp
+        py = centre_yx[:, 0].reshape((nz,) + (1,) * (pts.ndim - 2)) + pts[..., 0] / spacing_yx_mm[0]
+        px = centre_yx[:, 1].reshape((nz,) + (1,) * (pts.ndim - 2)) + pts[..., 1] / spacing_yx_mm[1]
+        zz = np.broadcast_to(np.arange(nz).reshape((nz,) + (1,) * (py.ndim - 1)), py.shape)
+        return ndimage.map_coordinates(baseline, [zz.ravel(), py.ravel(), px.ravel()], order=1,
+                                       mode="nearest").reshape(py.shape)
+
+    rr = np.arange(0.0, 45.0 + 1e-9, 0.5)
+    ray = sample(np.broadcast_to(rr, (nz, rr.size)), np.zeros((nz, rr.size)))
+    wall = _body_wall_mm(ray, rr, r_v, step_mm)
     dd = np.arange(depth_mm[0], depth_mm[1] + 1e-9, 1.0)
     ww = np.arange(-half_width_mm, half_width_mm + 1e-9, 1.0)
     D, W = np.meshgrid(dd, ww, indexing="ij")
-    pts_mm = (r_v[:, None, None, None] + D[None, ..., None]) * ventral_yx[None, None, None, :] + \
-        W[None, ..., None] * perp[None, None, None, :]
-    py = centre_yx[:, 0, None, None] + pts_mm[..., 0] / spacing_yx_mm[0]
-    px = centre_yx[:, 1, None, None] + pts_mm[..., 1] / spacing_yx_mm[1]
-    zz = np.broadcast_to(np.arange(nz)[:, None, None], py.shape)
-    vals = ndimage.map_coordinates(baseline, [zz.ravel(), py.ravel(), px.ravel()], order=1,
-                                   mode="nearest").reshape(py.shape)
+    vals = sample(wall[:, None, None] + D[None], np.broadcast_to(W, (nz,) + W.shape))
     # a low percentile: discs are uniformly low, a calcified fragment or a cortical edge is small
     # (the box is small enough for a cervical body, about 15 mm across)
     return np.percentile(vals.reshape(nz, -1), 35, axis=1)
+
+
+def _merge_split_discs(p, discs, base, thr, max_sep):
+    """One disc seen as two minima of the body profile becomes one.
+
+    Between two discs lies a body: the profile between them is mostly at the bodies' level. Two
+    minima with the profile between them mostly as low as a disc (its 75th percentile as far
+    below the bodies around as a disc must be; one dense slice, an endplate or a calcified
+    fragment, does not count) are the two edges of one disc (a tall lumbar disc, a disc whose
+    middle is denser), or a dip beside a disc: they are one disc, at the middle of the low
+    slices from the first to the last (each extended along its own run of low slices). With
+    thick slices the slices between two discs are partly disc: a body is still at least a
+    quarter of them.
+
+    Parameters
+    ----------
+    p : ndarray, shape (Z,)
+        The smoothed profile, HU, cranial first.
+    discs : ndarray of int
+        Slice indices of the minima, increasing.
+    base : ndarray, shape (Z,)
+        The bodies' level around each slice, HU.
+    thr : ndarray, shape (Z,)
+        How far below it a disc lies, HU.
+    max_sep : int
+        Slices: minima farther apart than a tall disc is high stay apart.
+
+    Returns
+    -------
+    ndarray of int, the discs, increasing
+    """
+    if discs.size < 2:
+        return discs
+    low = p < base - thr
+    lab, _ = ndimage.label(low)
+    groups = [[int(discs[0])]]
+    for d in discs[1:]:
+        d0 = groups[-1][-1]
+        mid = (d0 + int(d)) // 2
+        between = p[d0 + 1:int(d)]
+        # (no farther apart than a tall disc: a low body, a lesion, between two discs is not one)
+        if int(d) - groups[-1][0] <= max_sep and between.size and \
+                float(np.percentile(between, 75)) < base[mid] - thr[mid]:
+            groups[-1].append(int(d))
+        else:
+            groups.append([int(d)])
+    out = []
+    for g in groups:
+        if len(g) == 1:
+            out.append(g[0])
+            continue
+        lo_, hi_ = g[0], g[-1]
+        for e in (g[0], g[-1]):
+            if lab[e]:
+                run = np.nonzero(lab == lab[e])[0]
+                lo_, hi_ = min(lo_, int(run[0])), max(hi_, int(run[-1]))
+        sl = np.arange(lo_, hi_ + 1)
+        inside = sl[low[sl]]
+        out.append(int(round(float(inside.mean()))) if inside.size else (lo_ + hi_) // 2)
+    return np.asarray(out, dtype=discs.dtype)
 
 
 def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
@@ -464,7 +604,9 @@ def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
     low = float(np.percentile(p, 5))
     cand, _ = signal.find_peaks(-p, distance=min_sep)
     depth = base[cand] - p[cand]
-    discs = cand[depth >= np.maximum(40.0, 0.3 * (base[cand] - low))]
+    thr = np.maximum(40.0, 0.3 * (base - low))
+    discs = cand[depth >= thr[cand]]
+    discs = _merge_split_discs(p, discs, base, thr, max_sep=max(1, int(round(20.0 / dz))))
     # a disc hidden by calcification: a gap much taller than its neighbours gets its lowest point
     changed = True
     while changed and discs.size >= 3:
@@ -866,7 +1008,8 @@ def build_anatomy(baseline, peak_hu, enh_passes, slice_times_s, spacing_mm, dire
         level_coord = levels_from_labelmap(labelmap, centre, sp_yx)
         notes.append("levels from the label map")
     elif top_vertebra:
-        prof = body_profile(baseline, centre, radius, sp_yx, ventral)
+        dz_mm = max(0.1, float(np.median(np.abs(np.diff(z_mm))))) if len(z_mm) > 1 else 1.0
+        prof = body_profile(baseline, centre, radius, sp_yx, ventral, step_mm=dz_mm)
         level_coord, _ = levels_from_bodies(prof, z_mm, top_vertebra, cranial_step)
         notes.append(f"levels named from --top-vertebra {top_vertebra.upper()} and the bodies found")
     else:

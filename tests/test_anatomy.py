@@ -115,6 +115,98 @@ def test_levels_from_bodies(calcified):
     assert np.nanmax(coord) <= lv.coord_of("T3") + len(heights)
 
 
+def test_a_tall_disc_with_two_minima_is_one_disc():
+    # lumbar-like: 30 mm bodies, 18 mm discs whose middle is denser than their edges (a
+    # nucleus, a partly calcified disc): two minima 8 slices apart, the profile between them
+    # never back at the bodies' level. The old rule counted each as a disc: one body too many
+    # per disc, and the anchor did not fit
+    heights = [30] * 8
+    prof = []
+    for h in heights:
+        n = int(round(h / 2.0))
+        body = [240.0] * n
+        body[0] = body[-1] = 700.0
+        prof += body + [15.0, 40.0, 90.0, 150.0, 350.0, 150.0, 90.0, 40.0, 15.0]
+    prof = np.asarray(prof)
+    z_mm = -np.arange(prof.size) * 2.0
+    coord, discs = an.levels_from_bodies(prof, z_mm, "T12", cranial_step=-1)
+    assert discs.size == 8
+    # each disc at the middle of its low stretch (its 350 HU centre, 4 slices into it)
+    first = int(round(heights[0] / 2.0))
+    assert abs(int(discs[0]) - (first + 4)) <= 1
+    # the third body is L2 (T12, L1, L2), at its centre
+    mid = 2 * (first + 9) + first // 2
+    assert coord[mid] == pytest.approx(lv.coord_of("L2"), abs=0.3)
+
+
+def test_merge_keeps_discs_with_a_body_between():
+    p = np.array([240.0] * 5 + [60.0] + [240.0] * 6 + [60.0] + [240.0] * 5)
+    discs = np.array([5, 12])
+    base, thr = np.full(p.size, 240.0), np.full(p.size, 60.0)
+    assert an._merge_split_discs(p, discs, base, thr, max_sep=10).tolist() == [5, 12]
+    # the same two minima with the stretch between them low: one disc, in the middle
+    p2 = p.copy()
+    p2[6:12] = 90.0
+    assert an._merge_split_discs(p2, discs, base, thr, max_sep=10).tolist() == [8]
+    # ... unless they are farther apart than a disc is high: a low body (a lesion) between them
+    assert an._merge_split_discs(p2, discs, base, thr, max_sep=6).tolist() == [5, 12]
+
+
+def test_thick_slices_keep_every_disc():
+    # 5 mm slices through 15 mm cervical bodies: a disc, a slice partly disc, one of body, one
+    # partly disc. The slices between two discs are mostly partial volume: still two discs
+    prof = np.asarray([80.0, 160.0, 240.0, 160.0] * 9 + [80.0])
+    z_mm = -np.arange(prof.size) * 5.0
+    coord, discs = an.levels_from_bodies(prof, z_mm, "C3", cranial_step=-1)
+    assert discs.tolist() == list(range(4, prof.size - 1, 4))   # (not the ends: no minimum there)
+    assert coord[2] == pytest.approx(lv.coord_of("C3"), abs=0.01)
+    assert coord[prof.size - 3] == pytest.approx(lv.coord_of("C3") + 8, abs=0.01)
+
+
+def test_body_wall_is_the_first_thick_bone_along_the_ray():
+    rr = np.arange(0.0, 45.01, 0.5)
+    ray = np.full((30, rr.size), 10.0)
+    ray[:, 20:] = 240.0                 # bodies from 10 mm
+    ray[5, 4] = 500.0                   # a one-sample fragment at 2 mm: not a wall
+    ray[14:20, 6:12] = 800.0            # contrast layered 3 mm thick at 3 mm: not a wall either
+    ray[10:13] = 80.0                   # a disc: no bone, takes the bodies' wall around it
+    ray[20:23, 8:] = 240.0              # a wall at 4 mm on 3 slices: outvoted along the spine
+    canal = np.full(30, 3.0)            # the canal's radius, wrong (as near the injection)
+    wall = an._body_wall_mm(ray, rr, canal, step_mm=2.0)
+    assert wall.shape == (30,)
+    assert np.allclose(wall, 10.0)
+    # no bone anywhere: the canal's radius stands
+    assert np.allclose(an._body_wall_mm(np.zeros_like(ray), rr, canal, 2.0), 3.0)
+    # bodies less dense than bone (osteoporosis), a thick blob of contrast on a few slices:
+    # too few slices show a wall, the canal's radius stands
+    soft = np.full((30, rr.size), 10.0)
+    soft[:, 20:] = 120.0
+    soft[3:6, 4:20] = 900.0
+    assert np.allclose(an._body_wall_mm(soft, rr, canal, 2.0), 3.0)
+    # contrast layered against the canal's ventral wall, bone from 10 mm: the search starts
+    # 2 mm inside the canal's radius (9 mm), not at the centre
+    layered = ray.copy()
+    layered[:, 4:18] = 900.0
+    wall = an._body_wall_mm(layered, rr, np.full(30, 9.0), step_mm=2.0)
+    assert np.all((wall >= 7.0) & (wall <= 10.0))
+
+
+def test_body_profile_reads_the_bodies_whatever_the_canal_radius():
+    # bodies from 10 mm ventral of the canal centre (+y), a disc every 10 slices; the canal's
+    # ventral radius given as 3 mm (as near the injection, where the sac held contrast in every
+    # pass): the box still lies in the bodies, not in the sac
+    nz = 60
+    vol = np.full((nz, 64, 64), 10.0, np.float32)
+    for z in range(nz):
+        vol[z, 40:60, 20:40] = 240.0 if z % 10 < 7 else 80.0
+    centre = np.full((nz, 2), 30.0)
+    for r_mm in (3.0, 10.0):
+        prof = an.body_profile(vol, centre, np.full((nz, 36), r_mm), (1.0, 1.0),
+                               np.array([1.0, 0.0]), step_mm=2.0)
+        assert np.allclose(prof[np.arange(nz) % 10 < 7], 240.0)
+        assert np.allclose(prof[np.arange(nz) % 10 >= 7], 80.0)
+
+
 def test_levels_from_bodies_bad_anchor():
     prof = _spine_profile([20] * 6)
     with pytest.raises(AnalysisError):
