@@ -572,8 +572,9 @@ def _merge_split_discs(p, discs, base, thr, max_sep):
 def levels_from_bodies(profile_hu, z_mm, top_vertebra, cranial_step):
     """Level coordinate per slice from the vertebral body / disc profile, named from the top.
 
-    Discs are the minima of the profile between denser bodies. The most cranial body whose
-    height is at least 60 % of the next one's is ``top_vertebra``.
+    Discs are the minima of the profile between denser bodies; two minima of one disc (its two
+    edges) count once (:func:`_merge_split_discs`). The most cranial body whose height is at
+    least 60 % of the next one's is ``top_vertebra``.
 
     Parameters
     ----------
