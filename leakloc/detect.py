@@ -111,6 +111,19 @@ DEPENDENT_COLLECTION_MM3 = 2500.0
 LATERAL_POOL_MM3, LATERAL_POOL_PARASPINAL = 3000.0, 0.6
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
+#: without a pre-contrast pass (``Voxels.precontrast``), contrast outside the sac this much of
+#: which (a fraction of its voxels) was already there in the first pass is not a leak found by its timing: it was there
+#: before anything could be timed (put outside the sac by the needle, or, at the injection where
+#: the sac is densest, misregistration of a pass that moved). (Development seeds 17000-17099:
+#: such false calls 0.40-0.59; leaks 0.07 and 0.20)
+FIRST_PASS_OUTSIDE = 1.0 / 3.0
+#: a sleeve-like blob beside the canal smaller than this (mm^3) that stays at its level is a
+#: pouch that fills with the sac (a meningeal diverticulum, 1 cm across, about 500 mm^3; the
+#: phantoms' 340), not a leak, even when it reaches half its peak a few seconds after the sac's
+#: earliest voxels (its edges are partial volume; the sac's dependent side fills first). On
+#: development seeds 17000-17099 every such blob called a leak was one of these (100-800 mm^3,
+#: 14 of them, two of them top calls); sleeve leaks' pools were 2300 mm^3 or more
+POUCH_MAX_MM3 = 600.0
 #: an epidural collection holds at least this much contrast per mm of the spine it runs along,
 #: mm^2 (its volume over its extent along the spine): contrast thinner than that along
 #: many levels is a rim at the sac's edge (partial volume, or a pass that moved by a fraction
@@ -156,6 +169,7 @@ class Voxels:
         last (:func:`steady_enhancement`), HU, or None
     lag_tol_s : float32 (Z, Y, X), s, largest lag still filling with the sac, or None (study-wide)
     enh_passes : list of P float32 (Z, Y, X), enhancement of every pass, HU, or None
+    precontrast : bool, the first pass was taken before contrast (it is the baseline)
     """
 
     compartments: np.ndarray
@@ -176,6 +190,7 @@ class Voxels:
     steady_hu: np.ndarray = None
     lag_tol_s: np.ndarray = None
     enh_passes: list = None
+    precontrast: bool = False
 
 
 def intrathecal_arrival_per_slice(compartments, arrival_s, sigma_slices=1.0):
@@ -778,6 +793,9 @@ def find_candidates(v: Voxels):
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
+        # (without a pre-contrast pass, the share of it already there in the first pass; with
+        # one, nothing is contrast in the first pass, what is is dense in every pass)
+        frac_pass0 = 0.0 if v.precontrast else float((kp[fin] == 0).mean())
 
         # onsets: the earliest contrast along the component (a collection fills from the defect
         # outward, so its arrival profile along the spine has its minimum at the defect)
@@ -805,15 +823,18 @@ def find_candidates(v: Voxels):
             # where the sac first filled in the last pass there is nothing to time against,
             # but a lateral pool outside the canal as large as a sleeve leak's is one anyway
             # (is_leak: only as that). Not where the sac never filled (the edge of the field),
-            # nor where the pool was there in the first pass (no time course, and at the
-            # puncture contrast may have been put outside the sac by the needle)
+            # nor where most of the pool was there in the first pass (no time course, and at
+            # the puncture contrast may have been put outside the sac by the needle). A few
+            # slices of it seen in the first pass (something dense beside the pool, a streak)
+            # are left out: the rest must be late (17003: 2 of 9 slices)
+            later = a_z > v.slice_times_s[0][zu] + FIRST_PASS_TOL_S
             late_fill = _filled_in_last_pass(t_loc, v.slice_times_s[:, zu]) & \
-                np.isfinite(v.t_intrathecal_s[zu]) & (a_z > v.slice_times_s[0][zu] + FIRST_PASS_TOL_S)
+                np.isfinite(v.t_intrathecal_s[zu])
             lateral = float(np.isin(sec_c, (_an.LEFT, _an.RIGHT)).mean())
-            if not (zu.size and late_fill.all() and lateral >= 0.5
-                    and _lateral_pool(nvox * vox_mm3, frac_para)):
+            if not (zu.size and 2 * int(later.sum()) > zu.size and late_fill[later].all()
+                    and lateral >= 0.5 and _lateral_pool(nvox * vox_mm3, frac_para)):
                 continue
-            timed = late_fill
+            timed = late_fill & later
             untimed = True
         zu, a_z, t_loc = zu[timed], a_z[timed], t_loc[timed]
         cost = a_z + np.abs(a_z - t_loc)
@@ -910,7 +931,7 @@ def find_candidates(v: Voxels):
                       level_range=level_range, length_mm=length_mm,
                       width_mm=width_mm, thickness_mm=thickness_mm,
                       rim_fraction=rim_fraction, growth=growth,
-                      first_pass=k0, frac_paraspinal=frac_para,
+                      first_pass=k0, frac_first_pass=frac_pass0, frac_paraspinal=frac_para,
                       frac_venous=frac_venous, peak_median_hu=float(np.median(pk)),
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
@@ -1472,6 +1493,14 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # behind it is something else (a vessel, a streak)
         return False
     if _mirrored(c, candidates):
+        return False
+    if e.get("frac_first_pass", 0.0) >= FIRST_PASS_OUTSIDE:
+        # there before the study could time anything
+        return False
+    if c.kind == "nerve_root_sleeve" and e["volume_mm3"] < POUCH_MAX_MM3 and not spreads and \
+            not (math.isfinite(c.delay_s) and c.delay_s < -0.35 * iv):
+        # a pouch at the foramen the size of a diverticulum, filling with the sac (not ahead
+        # of it: contrast there before the sac is fed along a collection)
         return False
     lateral_pool = c.side in ("left", "right") and \
         _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])

@@ -415,7 +415,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
                     level_coord=anat.level_coord,
                     z_mm=z_mm, slice_times_s=st, spacing_mm=grid.spacing_mm,
                     t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm, steady_hu=steady,
-                    dependent_yx=an.side_vector(anat.dependent, anat.ventral_yx, anat.left_yx))
+                    dependent_yx=an.side_vector(anat.dependent, anat.ventral_yx, anat.left_yx),
+                    precontrast=pre)
     candidates, ext_roi = dt.find_candidates(vox)
     late = dt.untimed_stretches(anat.level_coord, t_it_slice, st)
     if late:

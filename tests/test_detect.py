@@ -9,7 +9,7 @@ from leakloc import AnalysisError, anatomy as an, detect as dt
 from leakloc import levels as lv
 
 
-def _cand(level, side, kind="nerve_root_sleeve", onset=20.0, delay=6.0, volume=400.0, span=0.5,
+def _cand(level, side, kind="nerve_root_sleeve", onset=20.0, delay=6.0, volume=2400.0, span=0.5,
           growth=3.0, para=0.6, component=1):
     c = dt.Defect(level=level, level_coord=lv.coord_of(level), z_mm=0.0, side=side, kind=kind,
                   onset_time_s=onset, confidence=0.0, delay_s=delay)
@@ -35,7 +35,8 @@ def test_one_sided_late_sleeve_is_a_leak():
 
 def test_small_or_timely_extravasation_is_not_a_leak():
     tiny = _cand("T5", "left", volume=30.0)
-    timely = _cand("T5", "ventral", kind="dural_tear", delay=0.5, span=0.4, growth=1.0, para=0.0)
+    timely = _cand("T5", "ventral", kind="dural_tear", delay=0.5, span=0.4, growth=1.0, para=0.0,
+                    volume=400.0)
     assert not dt.is_leak(tiny, [tiny])
     assert not dt.is_leak(timely, [timely])
 
@@ -1035,8 +1036,11 @@ def test_candidates_carry_their_rim_fraction_and_width(what):
     else:
         assert e["length_mm"] == 2.0 and e["width_mm"] > 4.0
         assert not dt.is_leak(mine[0], cands)
-        # the same blob on a 6 mm slice is as long as it is wide: a sleeve's leak
+        # the same blob on a 6 mm slice is as long as it is wide: a sleeve's leak, when it is
+        # larger than a pouch that fills with the sac
         e["length_mm"] = 6.0
+        assert e["volume_mm3"] < dt.POUCH_MAX_MM3 and not dt.is_leak(mine[0], cands)
+        e["volume_mm3"] = 2.0 * dt.POUCH_MAX_MM3
         assert dt.is_leak(mine[0], cands)
 
 
@@ -1182,6 +1186,47 @@ def test_lateral_pool_filling_with_the_sac_is_a_sleeve_leak():
     assert not dt.is_leak(small, [small])
 
 
+@pytest.mark.parametrize("n_first, leak", [(3, True), (6, False), (10, False)])
+def test_contrast_there_in_the_first_pass_is_not_timed(n_first, leak):
+    # without a pre-contrast pass: a pool that filled 5 s after the sac (a sleeve leak) but of
+    # which ``n_first`` of 16 slices were already there in the first pass: a third of it or
+    # more was there before anything could be timed (the needle, or misregistration at the
+    # dense sac of the injection), and it is not a leak
+    v, pool = _lateral_pool(t_fill_s=22.0, delay_s=5.0)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    early = pool & (z < 32 + n_first)
+    st0 = np.broadcast_to(v.slice_times_s[0][:, None, None], pool.shape)
+    v.arrival_s = np.where(early, st0, v.arrival_s).astype(np.float32)
+    v.first_pass = np.where(early, 0, v.first_pass).astype(np.int16)
+    mine = _pool_candidates(v)
+    assert mine
+    assert mine[0].evidence["frac_first_pass"] == pytest.approx(n_first / 16)
+    assert dt.is_leak(mine[0], mine) == leak
+    # with a pre-contrast first pass nothing in it is contrast: what is "there" is dense in
+    # every pass (bone beside the pool given a fluid's baseline), not timed or untimed contrast
+    got = _pool_candidates(dataclasses.replace(v, precontrast=True))
+    assert got and got[0].evidence["frac_first_pass"] == 0.0 and dt.is_leak(got[0], got)
+
+
+def test_small_pouch_beside_the_canal_is_not_a_leak():
+    # a blob at the foramen, outside the canal, reaching half its peak 5 s after the sac's
+    # earliest voxels: as large as a sleeve leak's pool it is one; the size of a meningeal
+    # diverticulum (300 mm^3) staying at its level it is the pouch, filling with the sac
+    v, pool = _lateral_pool(t_fill_s=22.0, delay_s=5.0)
+    mine = _pool_candidates(v)
+    assert mine and mine[0].kind == "nerve_root_sleeve" and mine[0].delay_s == pytest.approx(5.0, abs=0.5)
+    assert dt.is_leak(mine[0], mine)
+    e = mine[0].evidence
+    assert e["span_levels"] < 1.5
+    pouch = dataclasses.replace(mine[0], evidence=dict(e, volume_mm3=300.0))
+    assert not dt.is_leak(pouch, [pouch])
+    # ... unless it spreads along the spine, or is a vein (a fistula's vein may be that small)
+    along = dataclasses.replace(pouch, evidence=dict(pouch.evidence, span_levels=2.0))
+    assert dt.is_leak(along, [along])
+    vein = dataclasses.replace(pouch, kind="csf_venous_fistula")
+    assert dt.is_leak(vein, [vein])
+
+
 def test_sac_filled_just_after_the_first_pass_still_times_extravasation():
     # at the injection the sac fills between the first and second passes; its dense contrast
     # crosses the threshold early in the interval, a fraction of a second after the first pass
@@ -1230,6 +1275,18 @@ def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
     first = v.arrival_s.copy()
     first[pool] = np.broadcast_to(v.slice_times_s[0][:, None, None], pool.shape)[pool]
     assert not _pool_candidates(dataclasses.replace(v, arrival_s=first))
+    # two of its sixteen slices there in the first pass (a streak, something dense beside it):
+    # the rest is late, and it is still a leak (17003); most of it: none
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    for last_first, leak in ((34, True), (41, False)):
+        early = pool & (z < last_first)
+        some = dataclasses.replace(v, arrival_s=np.where(early, first, v.arrival_s).astype(np.float32),
+                                   first_pass=np.where(early, 0, v.first_pass).astype(np.int16))
+        got = _pool_candidates(some)
+        assert bool(got and dt.is_leak(got[0], got)) == leak
+        if leak:
+            assert got[0].evidence["untimed"]
+            assert got[0].evidence["frac_first_pass"] == pytest.approx(2 / 16)
     # (a third of it: left untimed)
     z = np.arange(v.compartments.shape[0])[:, None, None]
     v.peak_hu = np.where(pool & (z >= 38), 0.0, v.peak_hu).astype(np.float32)
