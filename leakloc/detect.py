@@ -111,11 +111,11 @@ DEPENDENT_COLLECTION_MM3 = 2500.0
 LATERAL_POOL_MM3, LATERAL_POOL_PARASPINAL = 3000.0, 0.6
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
-#: without a pre-contrast pass (``Voxels.precontrast``), contrast outside the sac this much of
-#: which (a fraction of its voxels) was already there in the first pass is not a leak found by its timing: it was there
-#: before anything could be timed (put outside the sac by the needle, or, at the injection where
-#: the sac is densest, misregistration of a pass that moved). (Development seeds 17000-17099:
-#: such false calls 0.40-0.59; leaks 0.07 and 0.20)
+#: without a pre-contrast pass (``Voxels.precontrast``), extravasation of which this share or
+#: more (of its voxels outside the sac with an arrival) was already there in the first pass is
+#: not a leak: it was there before anything could be timed (put outside the sac by the needle,
+#: or, at the injection where the sac is densest, the misregistration of a pass that moved).
+#: On development seeds 17000-17099 such false calls had 0.40-0.59, leaks 0.07 and 0.20
 FIRST_PASS_OUTSIDE = 1.0 / 3.0
 #: a sleeve-like blob beside the canal smaller than this (mm^3) that stays at its level is a
 #: pouch that fills with the sac (a meningeal diverticulum, 1 cm across, about 500 mm^3; the
@@ -169,7 +169,7 @@ class Voxels:
         last (:func:`steady_enhancement`), HU, or None
     lag_tol_s : float32 (Z, Y, X), s, largest lag still filling with the sac, or None (study-wide)
     enh_passes : list of P float32 (Z, Y, X), enhancement of every pass, HU, or None
-    precontrast : bool, the first pass was taken before contrast (it is the baseline)
+    precontrast : bool, the first pass was taken before contrast came (it holds no contrast)
     """
 
     compartments: np.ndarray
@@ -793,9 +793,11 @@ def find_candidates(v: Voxels):
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
-        # (without a pre-contrast pass, the share of it already there in the first pass; with
-        # one, nothing is contrast in the first pass, what is is dense in every pass)
-        frac_pass0 = 0.0 if v.precontrast else float((kp[fin] == 0).mean())
+        # (without a pre-contrast pass, the share of it outside the sac already there in the
+        # first pass; with one, nothing in the first pass is contrast: what shows there is dense
+        # in every pass, bone beside the sac given a fluid's baseline)
+        out_fin = fin & (comp != _an.SAC)
+        frac_pass0 = 0.0 if v.precontrast or not out_fin.any() else float((kp[out_fin] == 0).mean())
 
         # onsets: the earliest contrast along the component (a collection fills from the defect
         # outward, so its arrival profile along the spine has its minimum at the defect)
@@ -826,7 +828,8 @@ def find_candidates(v: Voxels):
             # nor where most of the pool was there in the first pass (no time course, and at
             # the puncture contrast may have been put outside the sac by the needle). A few
             # slices of it seen in the first pass (something dense beside the pool, a streak)
-            # are left out: the rest must be late (17003: 2 of 9 slices)
+            # are left out: the rest, most of its slices, must be late (17003: 2 of 9 slices;
+            # without a pre-contrast pass is_leak takes less: under FIRST_PASS_OUTSIDE of it)
             later = a_z > v.slice_times_s[0][zu] + FIRST_PASS_TOL_S
             late_fill = _filled_in_last_pass(t_loc, v.slice_times_s[:, zu]) & \
                 np.isfinite(v.t_intrathecal_s[zu])
@@ -1459,6 +1462,10 @@ def is_leak(c: Defect, candidates=()) -> bool:
     length, growth and size do not make it a leak. Contrast nearly all on the sac's wall
     (``rim_fraction``, RIM_FRACTION) is a rim whatever its size, and contrast much wider across
     than it is long along the spine (FLAT_RATIO) is an artefact of one slab: neither is a leak.
+    Without a pre-contrast pass, contrast mostly there in the first pass (FIRST_PASS_OUTSIDE)
+    cannot be timed and is not a leak. A blob at the foramen the size of a diverticulum
+    (POUCH_MAX_MM3) that stays at its level is that pouch, whatever its delay or growth (both
+    partial volume at its edges), unless it fills ahead of the sac.
     """
     e = c.evidence
     if "upper_excess" in e:

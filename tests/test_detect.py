@@ -29,6 +29,9 @@ def test_paired_sleeves_are_not_leaks():
 def test_one_sided_late_sleeve_is_a_leak():
     a = _cand("T5", "left")
     assert dt.is_leak(a, [a])
+    # the size of a diverticulum (400 mm^3), late and growing, at one level: that pouch
+    pouch = _cand("T5", "left", volume=400.0, growth=3.0)
+    assert not dt.is_leak(pouch, [pouch])
     defects, _ = dt.rank([a])
     assert [d.level for d in defects] == ["T5"] and 0.0 <= defects[0].confidence <= 1.0
 
@@ -1186,7 +1189,7 @@ def test_lateral_pool_filling_with_the_sac_is_a_sleeve_leak():
     assert not dt.is_leak(small, [small])
 
 
-@pytest.mark.parametrize("n_first, leak", [(3, True), (6, False), (10, False)])
+@pytest.mark.parametrize("n_first, leak", [(3, True), (5, True), (6, False), (10, False)])
 def test_contrast_there_in_the_first_pass_is_not_timed(n_first, leak):
     # without a pre-contrast pass: a pool that filled 5 s after the sac (a sleeve leak) but of
     # which ``n_first`` of 16 slices were already there in the first pass: a third of it or
@@ -1214,7 +1217,8 @@ def test_small_pouch_beside_the_canal_is_not_a_leak():
     # diverticulum (300 mm^3) staying at its level it is the pouch, filling with the sac
     v, pool = _lateral_pool(t_fill_s=22.0, delay_s=5.0)
     mine = _pool_candidates(v)
-    assert mine and mine[0].kind == "nerve_root_sleeve" and mine[0].delay_s == pytest.approx(5.0, abs=0.5)
+    assert mine and mine[0].kind == "nerve_root_sleeve"
+    assert mine[0].delay_s == pytest.approx(5.0, abs=0.5)
     assert dt.is_leak(mine[0], mine)
     e = mine[0].evidence
     assert e["span_levels"] < 1.5
@@ -1280,8 +1284,9 @@ def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
     z = np.arange(v.compartments.shape[0])[:, None, None]
     for last_first, leak in ((34, True), (41, False)):
         early = pool & (z < last_first)
-        some = dataclasses.replace(v, arrival_s=np.where(early, first, v.arrival_s).astype(np.float32),
-                                   first_pass=np.where(early, 0, v.first_pass).astype(np.int16))
+        some = dataclasses.replace(
+            v, arrival_s=np.where(early, first, v.arrival_s).astype(np.float32),
+            first_pass=np.where(early, 0, v.first_pass).astype(np.int16))
         got = _pool_candidates(some)
         assert bool(got and dt.is_leak(got[0], got)) == leak
         if leak:
