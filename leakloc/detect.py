@@ -121,7 +121,7 @@ FIRST_PASS_OUTSIDE = 1.0 / 3.0
 #: pouch that fills with the sac (a meningeal diverticulum, 1 cm across, about 500 mm^3; the
 #: phantoms' 340), not a leak, even when it reaches half its peak a few seconds after the sac's
 #: earliest voxels (its edges are partial volume; the sac's dependent side fills first). On
-#: development seeds 17000-17099 every such blob called a leak was one of these (100-800 mm^3,
+#: development seeds 17000-17099 every such blob called a leak was one of these (80-800 mm^3,
 #: 14 of them, two of them top calls); sleeve leaks' pools were 2300 mm^3 or more
 POUCH_MAX_MM3 = 600.0
 #: an epidural collection holds at least this much contrast per mm of the spine it runs along,
