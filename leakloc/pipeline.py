@@ -491,7 +491,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     res.baseline_is_precontrast = pre
     if _KEEP_DEBUG:
         res.debug = dict(enh=enh, baseline=baseline, comp=comp, sect=sect, peak=peak,
-                         arrival=arrival, kpass=kpass, st=st, roi=(y0, y1, x0, x1))
+                         arrival=arrival, kpass=kpass, st=st, roi=(y0, y1, x0, x1), voxels=vox)
     return res
 
 

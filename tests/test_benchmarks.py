@@ -1,5 +1,6 @@
-"""The benchmark harness's scoring: regimes, exact / within-one / side / kind, calibration bins, Platt fit."""
+"""The benchmark harness: scoring (regimes, exact / within-one / side / kind), calibration bins, Platt fit, and the replay of detection on captured inputs."""
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -261,3 +262,44 @@ def test_jsonable_cleans_numpy_and_nan():
                            "a": np.arange(2), "b": np.bool_(True), "t": (1, np.int64(2))})
     assert got == {"k": "dural_tear", "v": 1.5, "n": None, "a": [0, 1], "b": True, "t": [1, 2]}
     assert type(got["k"]) is str
+
+
+# -- replay: detection alone on captured inputs -------------------------------------------------
+
+def _load_replay():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "replay.py"
+    spec = importlib.util.spec_from_file_location("leakloc_bench_replay", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_replay_of_a_capture_gives_the_analysis_calls(tmp_path, capsys):
+    # a small phantom captured, then detection replayed on what it read: the same calls, scored
+    # as the sweep scores them; a changed rule changes the replay, not the capture
+    replay = _load_replay()
+    msg = replay.capture_one(20, "small", None, tmp_path)
+    assert msg.startswith("20: truth")
+    assert replay.capture_one(20, "small", None, tmp_path) == "20: already captured"
+    import pickle
+    rec = pickle.loads((tmp_path / "vox_20.pkl").read_bytes())
+    calls, sc = replay.replay(rec)
+    assert rec["calls"], "the capture's analysis called a leak"
+    assert [(c["level"], c["side"], c["kind"]) for c in calls] == \
+        [(c["level"], c["side"], c["kind"]) for c in rec["calls"]]
+    assert [c["confidence"] for c in calls] == pytest.approx([c["confidence"] for c in rec["calls"]])
+    assert sc == replay.sweep.score_study(rec["truth"], rec["calls"])
+    assert replay.main(["score", str(tmp_path), "-v", "--json", str(tmp_path / "out.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith('{"exact": ') and '"leak": 1' in out
+    assert json.loads((tmp_path / "out.json").read_text())["20"]["calls"] == calls
+
+
+def test_replay_totals_count_leaks_and_controls():
+    replay = _load_replay()
+    leak = sweep.score_study([tear()], [call()])
+    miss = sweep.score_study([tear()], [])
+    ctl = sweep.score_study([], [])
+    t = replay.totals([leak, miss, ctl])
+    assert t == {"exact": 1, "within_one": 1, "side": 1, "kind": 1, "detected": 1, "leak": 2,
+                 "controls": 1, "no_call": 1}
