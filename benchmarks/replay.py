@@ -34,17 +34,13 @@ def capture_one(seed: int, shape: str, render_cache, out: Path) -> str:
     Returns a one-line summary of the study and its calls.
     """
     from leakloc import pipeline
-    from leakloc.io import PhaseSeries
     from leakloc.phantoms import generate
     path = out / f"vox_{seed}.pkl"
     if path.exists():
         return f"{seed}: already captured"
     study = generate(seed=seed, shape=shape)
     vols = sweep._rendered(study, {"seed": seed, "shape": shape, "render_cache": render_cache})
-    series = PhaseSeries.from_arrays(vols, study.grid, study.times_s,
-                                     slice_times_s=study.slice_times_s,
-                                     patient_position=study.patient_position,
-                                     table_directions=study.table_directions)
+    series = sweep.study_series(study, vols)
     keep = pipeline._KEEP_DEBUG
     pipeline._KEEP_DEBUG = True
     try:

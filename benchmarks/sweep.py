@@ -377,6 +377,16 @@ def _rendered(study, job) -> list:
     return vols
 
 
+def study_series(study, vols):
+    """The phantom ``study`` as an in-memory :class:`leakloc.io.PhaseSeries` of its rendered
+    passes ``vols`` (list of ndarray, shape (Z, Y, X), HU), with its times and position."""
+    from leakloc.io import PhaseSeries
+    return PhaseSeries.from_arrays(vols, study.grid, study.times_s,
+                                   slice_times_s=study.slice_times_s,
+                                   patient_position=study.patient_position,
+                                   table_directions=study.table_directions)
+
+
 def run_one(job: dict) -> dict:
     """Render, analyse and score one study. Never raises: failures are recorded in ``error``.
 
@@ -400,7 +410,6 @@ def run_one(job: dict) -> dict:
         if job.get("numba_threads"):
             import numba
             numba.set_num_threads(int(job["numba_threads"]))
-        from leakloc.io import PhaseSeries
         from leakloc.phantoms import generate
         from leakloc.detect import calibration_group
         from leakloc.pipeline import analyze
@@ -422,10 +431,7 @@ def run_one(job: dict) -> dict:
             rec["wall_s"] = time.perf_counter() - t_all
             rec["score"] = {"leak": None, "rendered": True}
             return _jsonable(rec)
-        series = PhaseSeries.from_arrays(vols, study.grid, study.times_s,
-                                         slice_times_s=study.slice_times_s,
-                                         patient_position=study.patient_position,
-                                         table_directions=study.table_directions)
+        series = study_series(study, vols)
         levels_map = study.labelmap if job.get("use_labelmap") else None
         rec["render_s"] = time.perf_counter() - t0
         tracemalloc.start()
@@ -490,15 +496,11 @@ def stats_comparison(seed: int, shape: str, repeats: int = 5) -> dict:
     out = {"seed": seed, "shape": shape, "repeats": repeats}
     try:
         from leakloc import kinetics as kn
-        from leakloc.io import PhaseSeries
         from leakloc.phantoms import generate
         from leakloc.pipeline import analyze
         study = generate(seed=seed, shape=shape)
         first, last = study.phase(0), study.phase(study.n_phases - 1)
-        series = PhaseSeries.from_arrays([study.phase(i) for i in range(study.n_phases)], study.grid,
-                                         study.times_s, slice_times_s=study.slice_times_s,
-                                         patient_position=study.patient_position,
-                                         table_directions=study.table_directions)
+        series = study_series(study, [study.phase(i) for i in range(study.n_phases)])
         try:
             res = analyze(series, top_vertebra=study.top_vertebra)
         except Exception:  # noqa: BLE001 - regions are all we need: anchor the levels by the label map

@@ -1505,7 +1505,7 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # there before the study could time anything
         return False
     if c.kind == "nerve_root_sleeve" and e["volume_mm3"] < POUCH_MAX_MM3 and not spreads and \
-            not (math.isfinite(c.delay_s) and c.delay_s < -0.35 * iv):
+            c.delay_s >= -0.35 * iv:
         # a pouch at the foramen the size of a diverticulum, filling with the sac (not ahead
         # of it: contrast there before the sac is fed along a collection)
         return False
