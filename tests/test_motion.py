@@ -202,3 +202,72 @@ def test_valid_mask_keeps_filled_in_voxels_out_of_the_metric(fixed):
         np.abs(m.translation_mm - (3.0, -2.0, 0.0)).max()
     with pytest.raises(InputError, match="valid mask shape"):
         estimate_rigid(fixed, moving, SPACING, valid=filled[:-1])
+
+
+# -- the first pass's contrast run (pipeline.contrast_run) ---------------------------------------
+
+def _slices(n, on):
+    d = np.zeros(n, bool)
+    d[list(on)] = True
+    return d
+
+
+def test_contrast_run_keeps_the_bolus_and_drops_moved_endplates():
+    from leakloc.pipeline import contrast_run
+    # a bolus over slices 38-86 (2 mm: 98 mm) with gaps of up to 3 slices, and single slices
+    # far from it where an endplate moved across the slice between passes
+    bolus = [38, 42, 43, 44, 45, 48, 51, 54, 55, 56, 57, 58, 61, 62, 63, 64, 65, 66, 67, 68,
+             72, 74, 75, 76, 80, 81, 82, 83, 86]
+    bone = [94, 144, 159, 173, 174, 178, 188, 202, 215, 216, 218, 229, 231, 232, 240]
+    got = contrast_run(_slices(300, bolus + bone), 2.0)
+    assert np.array_equal(np.nonzero(got)[0], bolus)
+
+
+def test_contrast_run_short_or_absent():
+    from leakloc.pipeline import contrast_run
+    # a pre-contrast first pass after motion: scattered short runs only -> no contrast
+    got = contrast_run(_slices(200, [36, 37, 38, 40, 41, 49, 53, 54]), 2.0)
+    assert not got.any()
+    assert not contrast_run(np.zeros(50, bool), 2.0).any()
+    # a whole field dense in the first pass is kept whole, at either end of the array
+    assert contrast_run(np.ones(128, bool), 2.0).all()
+    # 10 slices of 2 mm (20 mm) are a bolus, 9 are not; at 1 mm slices it takes 20
+    assert contrast_run(_slices(60, range(50, 60)), 2.0).sum() == 10
+    assert not contrast_run(_slices(60, range(51, 60)), 2.0).any()
+    assert not contrast_run(_slices(60, range(41, 60)), 1.0).any()
+    assert contrast_run(_slices(60, range(40, 60)), 1.0).sum() == 20
+
+
+def test_contrast_run_closes_gaps_in_mm():
+    from leakloc.pipeline import contrast_run
+    # gaps of 6 mm are closed: 3 missing 2 mm slices, or 6 missing 1 mm slices
+    d = _slices(100, list(range(10, 20)) + list(range(23, 30)))
+    assert contrast_run(d, 2.0).sum() == 17
+    d = _slices(100, list(range(10, 20)) + list(range(24, 40)))
+    assert np.array_equal(np.nonzero(contrast_run(d, 2.0))[0], np.arange(24, 40))
+    d = _slices(100, list(range(10, 30)) + list(range(36, 50)))
+    assert contrast_run(d, 1.0).sum() == 34
+    d = _slices(100, list(range(10, 30)) + list(range(37, 50)))
+    assert contrast_run(d, 1.0).sum() == 20
+
+
+@pytest.mark.parametrize("pre_contrast", [True, False])
+def test_first_pass_with_contrast_only_at_the_injection_is_no_precontrast_pass(pre_contrast):
+    """Without a pre-contrast pass, a first pass taken just after the injection is clear but
+    for the bolus: detection must know that contrast can be there before anything is timed
+    (``Voxels.precontrast`` False), and the notes say where. A pre-contrast first pass stays
+    one."""
+    from leakloc import pipeline
+    from leakloc.phantoms import generate
+
+    s = generate(case="fig10e_t7t8", seed=3, shape="small", pre_contrast=pre_contrast,
+                 injection_time_s=9.0 if pre_contrast else -2.0)
+    keep = pipeline._KEEP_DEBUG
+    pipeline._KEEP_DEBUG = True
+    try:
+        res = pipeline.analyze(s.series(), top_vertebra=s.top_vertebra)
+    finally:
+        pipeline._KEEP_DEBUG = keep
+    assert res.debug["voxels"].precontrast is pre_contrast
+    bolus = [n for n in res.notes if "holds contrast only over" in n]
+    assert bool(bolus) is (not pre_contrast)
