@@ -142,7 +142,7 @@ AIR_HU = -300.0
 COLUMN_MM = 40.0
 #: ... after motion (bone rims that moved are contrast-like everywhere but in the canal)
 COLUMN_MOVED_MM = 20.0
-#: the first pass's contrast is one stretch of slices (gaps up to RUN_GAP_MM closed), at least
+#: the first pass's contrast fills stretches of slices (gaps up to RUN_GAP_MM closed) at least
 #: RUN_MIN_MM long
 RUN_GAP_MM = 6.0
 RUN_MIN_MM = 20.0
@@ -157,10 +157,10 @@ def _say(progress, msg):
 
 
 def contrast_run(dense_slices, slice_mm, gap_mm=RUN_GAP_MM, min_mm=RUN_MIN_MM):
-    """The one stretch of slices where the first pass holds contrast.
+    """The slices where the first pass holds contrast: stretches, not isolated slices.
 
-    Contrast injected before the first pass is one bolus spreading from the needle: it fills
-    one stretch of the sac, with gaps where its column was too thin to judge. Isolated dense
+    Contrast injected before the first pass is a bolus spreading from the needle: it fills a
+    stretch of the sac, with gaps where its column was too thin to judge. Short runs of dense
     slices elsewhere are bone (an endplate that moved across the slice between passes makes a
     whole slice's column change).
 
@@ -168,27 +168,26 @@ def contrast_run(dense_slices, slice_mm, gap_mm=RUN_GAP_MM, min_mm=RUN_MIN_MM):
     ----------
     dense_slices : ndarray of bool, shape (Z,), the slice's contrast column is dense in the first pass
     slice_mm : float, slice spacing, mm
-    gap_mm : float, gaps up to this long (mm) inside a stretch are closed
-    min_mm : float, a stretch shorter than this (mm, first to last dense slice) is no bolus
+    gap_mm : float, gaps of at most this many mm of slices inside a stretch are closed
+    min_mm : float, a stretch whose slices (first to last, inclusive) cover less than this, mm,
+        is no bolus
 
     Returns
     -------
-    ndarray of bool, shape (Z,): the dense slices of the longest stretch (none if it is short)
+    ndarray of bool, shape (Z,): the dense slices of every stretch that is long enough
     """
     dense = np.asarray(dense_slices, bool)
     out = np.zeros_like(dense)
     if not dense.any():
         return out
-    gap = max(1, int(round(gap_mm / slice_mm)))
+    gap = int(math.floor(gap_mm / slice_mm + 1e-6))
     # (closing by hand: ``binary_closing`` erodes at the array's ends)
     idx = np.nonzero(dense)[0]
     starts = np.concatenate([[0], np.nonzero(np.diff(idx) > gap + 1)[0] + 1])
     ends = np.concatenate([starts[1:] - 1, [idx.size - 1]])
-    lengths = idx[ends] - idx[starts]
-    k = int(np.argmax(lengths))
-    if (lengths[k] + 1) * slice_mm < min_mm:
-        return out
-    out[idx[starts[k]]:idx[ends[k]] + 1] = dense[idx[starts[k]]:idx[ends[k]] + 1]
+    for a, b in zip(idx[starts], idx[ends]):
+        if (b - a + 1) * slice_mm >= min_mm:
+            out[a:b + 1] = dense[a:b + 1]
     return out
 
 
@@ -372,10 +371,13 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
         cz_ = col[z]
         if cz_.sum() >= min_px:
             dense0[z] = float(np.percentile(rois[0][z][cz_], q_dense)) > 60.0
-    # ... and only in the one stretch of slices the bolus fills (after motion, an endplate that
+    # ... and only in the stretches of slices a bolus fills (after motion, an endplate that
     # moved across a slice makes the whole slice's column dense in the unresampled first pass:
     # given a water baseline, the vertebral body there became early "extravasation")
     dense0 = contrast_run(dense0, sz)
+    # a first pass that holds the bolus is no pre-contrast pass for detection: extravasation
+    # can be there before anything is timed (``pre`` says the first pass is mostly clear)
+    precontrast = pre and not dense0.any()
     opaque = ((stack_max - stack_min) > CHANGING_HU) & (stack_min > 60.0) & dense0[:, None, None]
     opaque &= ndimage.binary_dilation(col, structure=np.ones((1, 3, 3), bool))
     # where the first pass holds no contrast it is the baseline (one sample: no bias from taking
@@ -460,7 +462,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
                     z_mm=z_mm, slice_times_s=st, spacing_mm=grid.spacing_mm,
                     t_intrathecal_s=t_it_slice, dy_mm=dy_mm, dx_mm=dx_mm, steady_hu=steady,
                     dependent_yx=an.side_vector(anat.dependent, anat.ventral_yx, anat.left_yx),
-                    precontrast=pre and not dense0.any())
+                    precontrast=precontrast)
     candidates, ext_roi = dt.find_candidates(vox)
     late = dt.untimed_stretches(anat.level_coord, t_it_slice, st)
     if late:
@@ -513,13 +515,13 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     timings["total"] = time.perf_counter() - t0
 
     notes = list(anat.notes)
+    bolus = (f"; the first pass holds contrast over {int(dense0.sum()) * sz:.0f} mm of the "
+             "sac (the injection)") if dense0.any() else ""
     if moved and pre:
-        notes.append("baseline: the pre-contrast first pass (the one pass not resampled after "
-                     "motion), the per-voxel temporal minimum where it holds contrast")
+        notes.append("baseline: the first pass (the one pass not resampled after motion), the "
+                     "per-voxel temporal minimum where it holds contrast" + bolus)
     elif pre and dense0.any():
-        notes.append("baseline: per-voxel temporal minimum (the first pass holds contrast only "
-                     f"over {int(np.ptp(np.nonzero(dense0)[0]) + 1) * sz:.0f} mm of the sac, "
-                     "the injection)")
+        notes.append("baseline: per-voxel temporal minimum" + bolus)
     else:
         notes.append("baseline: per-voxel temporal minimum" + (
             " (the first pass is pre-contrast)" if pre else " (no pre-contrast pass found)"))
@@ -536,7 +538,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
                    motion_mm=motion, timings_s=timings, warnings=warnings)
     res.notes = notes + list(series.notes)
     res.static_reading = dt.static_reading(curves.pct[:, 1, :, -1], curves.present)
-    res.baseline_is_precontrast = pre
+    res.baseline_is_precontrast = precontrast
     if _KEEP_DEBUG:
         res.debug = dict(enh=enh, baseline=baseline, comp=comp, sect=sect, peak=peak,
                          arrival=arrival, kpass=kpass, st=st, roi=(y0, y1, x0, x1), voxels=vox)

@@ -243,8 +243,19 @@ def test_contrast_run_closes_gaps_in_mm():
     # gaps of 6 mm are closed: 3 missing 2 mm slices, or 6 missing 1 mm slices
     d = _slices(100, list(range(10, 20)) + list(range(23, 30)))
     assert contrast_run(d, 2.0).sum() == 17
-    d = _slices(100, list(range(10, 20)) + list(range(24, 40)))
-    assert np.array_equal(np.nonzero(contrast_run(d, 2.0))[0], np.arange(24, 40))
+    # a wider gap splits: each stretch stands on its own length (20 mm and 18 mm here)
+    d = _slices(100, list(range(10, 20)) + list(range(24, 33)))
+    assert np.array_equal(np.nonzero(contrast_run(d, 2.0))[0], np.arange(10, 20))
+    # two long stretches of one bolus split by a column too thin to judge are both kept
+    d = _slices(100, list(range(0, 57)) + list(range(60, 83)))
+    assert contrast_run(d, 3.0).sum() == 80
+    # at 4 mm slices one missing slice (4 mm) is closed, two (8 mm) are not
+    d = _slices(40, list(range(0, 3)) + [4, 5])
+    assert contrast_run(d, 4.0).sum() == 5
+    d = _slices(40, list(range(0, 5)) + [7, 8, 9, 10, 11])
+    assert contrast_run(d, 4.0).sum() == 10
+    d = _slices(40, list(range(0, 4)) + [7])
+    assert not contrast_run(d, 4.0).any()
     d = _slices(100, list(range(10, 30)) + list(range(36, 50)))
     assert contrast_run(d, 1.0).sum() == 34
     d = _slices(100, list(range(10, 30)) + list(range(37, 50)))
@@ -269,5 +280,5 @@ def test_first_pass_with_contrast_only_at_the_injection_is_no_precontrast_pass(p
     finally:
         pipeline._KEEP_DEBUG = keep
     assert res.debug["voxels"].precontrast is pre_contrast
-    bolus = [n for n in res.notes if "holds contrast only over" in n]
+    bolus = [n for n in res.notes if "the first pass holds contrast over" in n]
     assert bool(bolus) is (not pre_contrast)
