@@ -155,7 +155,9 @@ FLAT_RATIO = 0.5
 #: most with motion or without a pre-contrast pass; 9 wrong ones of 19000-19099): the 78
 #: candidates within a level of a true defect held 0.85 or more (all but 4 of them 0.95 or
 #: more); false calls that fell did so to -1.9-0.75 (a false fistula at 0.75 in the control
-#: 19028, a streak; the control 19037's collection at 0.14, motion). 0.5 kept the 0.75 one
+#: 19028, a streak; the control 19037's collection at 0.14, motion). 0.5 kept the 0.75 one.
+#: Judged for every piece before pieces are joined into a collection (find_candidates), and
+#: for the candidate as a whole (is_leak)
 HOLD_FRACTION = 0.75
 #: a fistula's draining vein is a tube a few mm across (paraspinal and segmental veins in
 #: patients 2-5 mm), however long its course in the axial plane (out through the foramen):
@@ -475,6 +477,43 @@ def _bridge_collections(v: Voxels, strong, max_gap_mm=220.0, min_voxels=6, n_ang
     return added
 
 
+def _sac_curve_per_slice(v: Voxels):
+    """The sac's median enhancement per slice and pass, shape (Z, P), HU (NaN: no sac there)."""
+    sac = v.compartments == _an.SAC
+    nz = sac.shape[0]
+    out = np.full((nz, len(v.enh_passes)), np.nan)
+    has = sac.any(axis=(1, 2))
+    for k, e in enumerate(v.enh_passes):
+        for z in np.flatnonzero(has):
+            out[z, k] = float(np.median(e[z][sac[z]]))
+    return out
+
+
+def _holds(v: Voxels, lab, n, sac_curve):
+    """:func:`hold_fraction` of every labelled piece, shape (n,) (1.0 without the passes)."""
+    if v.enh_passes is None or n == 0:
+        return np.ones(n)
+    # (the voxels of every piece gathered once, in label order: ``ndimage.median`` with labels
+    # takes seconds for a few hundred pieces)
+    where = np.nonzero(lab)
+    order = np.argsort(lab[where], kind="stable")
+    where = tuple(w[order] for w in where)
+    ends = np.cumsum(np.bincount(lab[where], minlength=n + 1)[1:])
+    curves = np.zeros((n, len(v.enh_passes)))
+    for k, e in enumerate(v.enh_passes):
+        for i, vals in enumerate(np.split(e[where], ends[:-1])):
+            curves[i, k] = float(np.median(vals)) if vals.size else np.nan
+    out = np.ones(n)
+    for i, sl in enumerate(ndimage.find_objects(lab, max_label=n)):
+        if sl is None:
+            continue
+        with np.errstate(all="ignore"):
+            sac_c = np.nanmedian(sac_curve[sl[0]], axis=0) if np.isfinite(sac_curve[sl[0]]).any() \
+                else None
+        out[i] = hold_fraction(curves[i], sac_c)
+    return out
+
+
 def _merge_collections(v: Voxels, lab, n, max_gap_mm=220.0):
     """One label for the pieces of one epidural collection.
 
@@ -791,6 +830,18 @@ def find_candidates(v: Voxels):
     lab, n = ndimage.label(strong | venous, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return [], mask
+    # contrast that left the sac stays out while the sac stays dense: pieces whose enhancement
+    # falls away in a later pass are artefacts of those passes, and are not joined to a
+    # collection (a collection merged with them would be judged by their fall)
+    sac_curve = _sac_curve_per_slice(v) if v.enh_passes is not None else None
+    if sac_curve is not None:
+        fell = _holds(v, lab, n, sac_curve) < HOLD_FRACTION
+        if fell.any():
+            gone = np.concatenate([[False], fell])[lab]
+            mask[gone] = 0
+            lab, n = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), bool))
+            if n == 0:
+                return [], mask
     lab, n = _merge_collections(v, lab, n)
     sx, sy, sz = (float(s) for s in v.spacing_mm)
     vox_mm3 = sx * sy * sz
@@ -856,13 +907,11 @@ def find_candidates(v: Voxels):
 
         # (whether its enhancement, once there, holds over the later passes as the sac's does)
         hold = 1.0
-        if v.enh_passes is not None:
-            z_lo, z_hi = int(zz.min()), int(zz.max()) + 1
-            sac_z = sac[z_lo:z_hi]
-            hold = hold_fraction(
-                [float(np.median(e[zz, yy, xx])) for e in v.enh_passes],
-                [float(np.median(e[z_lo:z_hi][sac_z])) if sac_z.any() else float("nan")
-                 for e in v.enh_passes])
+        if sac_curve is not None:
+            sac_c = sac_curve[int(zz.min()):int(zz.max()) + 1]
+            with np.errstate(all="ignore"):
+                sac_c = np.nanmedian(sac_c, axis=0) if np.isfinite(sac_c).any() else None
+            hold = hold_fraction([float(np.median(e[zz, yy, xx])) for e in v.enh_passes], sac_c)
 
         # onsets: the earliest contrast along the component (a collection fills from the defect
         # outward, so its arrival profile along the spine has its minimum at the defect)
