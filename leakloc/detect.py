@@ -148,11 +148,12 @@ FLAT_RATIO = 0.5
 #: contrast that left the sac stays out of it while the sac stays dense: an epidural collection
 #: persists for minutes, and a fistula's vein drains for as long as the sac beside it is
 #: opacified. Extravasation whose enhancement (the median over its voxels), once it reached half
-#: its peak, falls in a later pass below this fraction of the highest before it (less any fall
-#: of the sac's own enhancement at its levels over those passes: :func:`hold_fraction`) was
+#: its peak, falls in a later pass below this fraction of the highest before it (allowing for
+#: any fall of the sac's own enhancement at its levels over those passes: :func:`hold_fraction`) was
 #: made by those passes: a streak in one of them or in the baseline, a pass that moved. Chosen
-#: on the captured analyses of 137 development studies (seeds 17000-17099 and 18000-18099,
-#: most with motion or without a pre-contrast pass; 9 wrong ones of 19000-19099): the 78
+#: on the captured analyses of 137 development studies (46 of seeds 17000-17099 and 82 of
+#: 18000-18099, most with motion or without a pre-contrast pass; 9 wrong ones of 19000-19099),
+#: judged as whole candidates: the 78
 #: candidates within a level of a true defect held 0.85 or more (all but 4 of them 0.95 or
 #: more); false calls that fell did so to -1.9-0.75 (a false fistula at 0.75 in the control
 #: 19028, a streak; the control 19037's collection at 0.14, motion). 0.5 kept the 0.75 one.
@@ -330,8 +331,10 @@ def hold_fraction(curve_hu, sac_hu=None, sac_min_hu=EXTRAVASATION_HU) -> float:
 
     From the first pass at half the peak on, the lowest ratio of a pass's enhancement to the
     highest before it, each ratio divided by the fall of the sac's own enhancement between the
-    same two passes (where the sac there was enhanced by ``sac_min_hu`` or more): contrast that
-    left the sac stays out while the sac stays dense (HOLD_FRACTION).
+    same two passes (only where the sac was enhanced by ``sac_min_hu`` or more at the earlier
+    one, and still above 0 HU at the later; a rise of the sac is not counted): contrast that left
+    the sac stays out while the sac stays dense (HOLD_FRACTION). The allowance for the sac's fall
+    is not bounded: a sac that all but emptied excuses any fall.
 
     Parameters
     ----------
@@ -341,7 +344,13 @@ def hold_fraction(curve_hu, sac_hu=None, sac_min_hu=EXTRAVASATION_HU) -> float:
 
     Returns
     -------
-    float, 1.0 when it never falls (or has no positive peak), lower the more it falls
+    float, 1.0 when it never falls (or has no positive finite peak), lower the more it falls
+    (below 0 where it falls below its baseline)
+
+    Raises
+    ------
+    ValueError
+        ``curve_hu`` is not 1-D, or ``sac_hu`` is not of its shape
     """
     c = np.asarray(curve_hu, dtype=float)
     if c.ndim != 1:
@@ -350,9 +359,9 @@ def hold_fraction(curve_hu, sac_hu=None, sac_min_hu=EXTRAVASATION_HU) -> float:
     if s is not None and s.shape != c.shape:
         raise ValueError(f"hold_fraction: sac_hu shape {s.shape} != curve_hu shape {c.shape}")
     ok = np.isfinite(c)
-    if not ok.any() or np.nanmax(c) <= 0.0:
+    if not ok.any() or c[ok].max() <= 0.0:
         return 1.0
-    pk = float(np.nanmax(c))
+    pk = float(c[ok].max())
     on = int(np.flatnonzero(ok & (c >= 0.5 * pk))[0])
     hold = 1.0
     best = on
@@ -361,7 +370,7 @@ def hold_fraction(curve_hu, sac_hu=None, sac_min_hu=EXTRAVASATION_HU) -> float:
             continue
         ratio = c[k] / c[best]
         if s is not None and np.isfinite(s[best]) and np.isfinite(s[k]) and s[best] >= sac_min_hu:
-            ratio /= min(1.0, max(s[k], 0.0) / s[best]) if s[k] > 0 else 1.0
+            ratio /= min(1.0, s[k] / s[best]) if s[k] > 0 else 1.0
         hold = min(hold, ratio)
         if c[k] > c[best]:
             best = k
@@ -507,9 +516,10 @@ def _holds(v: Voxels, lab, n, sac_curve):
     for i, sl in enumerate(ndimage.find_objects(lab, max_label=n)):
         if sl is None:
             continue
-        with np.errstate(all="ignore"):
-            sac_c = np.nanmedian(sac_curve[sl[0]], axis=0) if np.isfinite(sac_curve[sl[0]]).any() \
-                else None
+        # (a slice without sac is NaN in every pass: a pass column is all NaN only when the
+        # piece's slices hold no sac at all, which is checked first)
+        block = sac_curve[sl[0]]
+        sac_c = np.nanmedian(block, axis=0) if np.isfinite(block).any() else None
         out[i] = hold_fraction(curves[i], sac_c)
     return out
 
@@ -821,7 +831,8 @@ def find_candidates(v: Voxels):
     Returns
     -------
     candidates : list of Defect, unranked, ``confidence`` not yet set
-    mask : ndarray, shape (Z, Y, X), uint8; 1 extravasated contrast, 2 opacified vein
+    mask : ndarray, shape (Z, Y, X), uint8; 1 extravasated contrast, 2 opacified vein (pieces
+        whose contrast falls away, HOLD_FRACTION, left out)
     """
     strong, venous = extravasation_mask(v)
     mask = np.zeros(strong.shape, np.uint8)
@@ -909,8 +920,7 @@ def find_candidates(v: Voxels):
         hold = 1.0
         if sac_curve is not None:
             sac_c = sac_curve[int(zz.min()):int(zz.max()) + 1]
-            with np.errstate(all="ignore"):
-                sac_c = np.nanmedian(sac_c, axis=0) if np.isfinite(sac_c).any() else None
+            sac_c = np.nanmedian(sac_c, axis=0) if np.isfinite(sac_c).any() else None
             hold = hold_fraction([float(np.median(e[zz, yy, xx])) for e in v.enh_passes], sac_c)
 
         # onsets: the earliest contrast along the component (a collection fills from the defect
@@ -1578,9 +1588,10 @@ def is_leak(c: Defect, candidates=()) -> bool:
     (``rim_fraction``, RIM_FRACTION) is a rim whatever its size, and contrast much wider across
     than it is long along the spine (FLAT_RATIO) is an artefact of one slab: neither is a leak.
     Without a pre-contrast pass, contrast mostly there in the first pass (FIRST_PASS_OUTSIDE)
-    cannot be timed and is not a leak. A blob at the foramen the size of a diverticulum
-    (POUCH_MAX_MM3) that stays at its level is that pouch, whatever its delay or growth (both
-    partial volume at its edges), unless it fills ahead of the sac.
+    cannot be timed and is not a leak. Contrast whose enhancement falls away in a later pass
+    (``hold`` under HOLD_FRACTION) was made by that pass, not by a leak. A blob at the foramen
+    the size of a diverticulum (POUCH_MAX_MM3) that stays at its level is that pouch, whatever
+    its delay or growth (both partial volume at its edges), unless it fills ahead of the sac.
     """
     e = c.evidence
     if "upper_excess" in e:

@@ -76,6 +76,7 @@ def test_hold_fraction_allows_the_sac_its_own_fall():
     # a sac too faint to measure a fall by, or a rising one, does not excuse it
     assert dt.hold_fraction(curve, [0, 10, 40, 40, 20]) == pytest.approx(0.5)
     assert dt.hold_fraction(curve, [0, 800, 1000, 1000, 1200]) == pytest.approx(0.5)
+    assert dt.hold_fraction([0, np.inf, 100, 50]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="shape"):
         dt.hold_fraction(curve, [1, 2])
 
@@ -164,6 +165,51 @@ def test_pool_beside_the_canal_must_hold_its_contrast(last_hu, leak):
     else:
         # the piece is dropped before collections are joined, and from the mask
         assert not [c for c in cands if c.level == "T5"] and not mask[blob].any()
+
+
+def _two_pools(last_a, last_b):
+    """A pool beside the canal on the left (slices 30-45) and one on the right (60-75), both
+    late, at 220 HU in the fourth pass and at ``last_a``, ``last_b`` HU in the fifth."""
+    v = _supine_canal()
+    a = np.zeros(v.peak_hu.shape, bool)
+    a[30:46, 7:13, 16:21] = True
+    b = np.zeros(v.peak_hu.shape, bool)
+    b[60:76, 7:13, 0:5] = True
+    passes = [p.copy() for p in v.enh_passes]
+    for p, ha, hb in zip(passes, (0.0, 0.0, 0.0, 220.0, last_a), (0.0, 0.0, 0.0, 220.0, last_b)):
+        p[a] = ha
+        p[b] = hb
+    peak = np.max(np.stack(passes), axis=0)
+    arrival = np.where(peak > 80, 20.0, np.nan).astype(np.float32)
+    arrival[a | b] = 30.0
+    lag = np.zeros_like(peak)
+    lag[a | b] = 15.0
+    first = np.zeros(peak.shape, np.int16)
+    first[a | b] = 3
+    v = dataclasses.replace(v, enh_passes=passes, peak_hu=peak, arrival_s=arrival, lag_s=lag,
+                            first_pass=first)
+    return v, a, b
+
+
+@pytest.mark.parametrize("last_a, last_b", [(210.0, 40.0), (40.0, 210.0)])
+def test_only_the_piece_that_falls_away_is_dropped(last_a, last_b):
+    # (each piece judged by its own curve: the gathering of pieces in label order)
+    v, a, b = _two_pools(last_a, last_b)
+    cands, mask = dt.find_candidates(v)
+    kept, gone = (a, b) if last_a > last_b else (b, a)
+    assert mask[kept].any() and not mask[gone].any()
+    assert [c.evidence["hold"] for c in cands] == [pytest.approx(210.0 / 220.0)]
+
+
+def test_a_piece_that_falls_with_the_sac_beside_it_is_kept():
+    v, a, b = _two_pools(110.0, 210.0)
+    sac = v.compartments == an.SAC
+    sac[:30] = sac[46:] = False
+    v.enh_passes[4][sac] *= 0.5         # the sac beside the left pool halves in the last pass
+    cands, mask = dt.find_candidates(v)
+    assert mask[a].any() and mask[b].any()
+    assert sorted(c.evidence["hold"] for c in cands) == \
+        [pytest.approx(210.0 / 220.0), pytest.approx(1.0)]
 
 
 def test_upper_side_collection_found_by_its_density():
