@@ -149,13 +149,12 @@ FLAT_RATIO = 0.5
 #: persists for minutes, and a fistula's vein drains for as long as the sac beside it is
 #: opacified. Extravasation whose enhancement (the median over its voxels), once it reached half
 #: its peak, falls in a later pass below this fraction of the highest before it (allowing for
-#: any fall of the sac's own enhancement at its levels over those passes: :func:`hold_fraction`) was
-#: made by those passes: a streak in one of them or in the baseline, a pass that moved. Chosen
+#: any fall of the sac's own enhancement at its levels over those passes: :func:`hold_fraction`)
+#: was made by those passes: a streak in one of them or in the baseline, a pass that moved. Chosen
 #: on the captured analyses of 137 development studies (46 of seeds 17000-17099 and 82 of
 #: 18000-18099, most with motion or without a pre-contrast pass; 9 wrong ones of 19000-19099),
-#: judged as whole candidates: the 78
-#: candidates within a level of a true defect held 0.85 or more (all but 4 of them 0.95 or
-#: more); false calls that fell did so to -1.9-0.75 (a false fistula at 0.75 in the control
+#: judged as whole candidates: the 78 candidates within a level of a true defect held 0.85 or
+#: more (all but 4 of them 0.95 or more); false calls that fell did so to -1.9-0.75 (a false fistula at 0.75 in the control
 #: 19028, a streak; the control 19037's collection at 0.14, motion). 0.5 kept the 0.75 one.
 #: Judged for every piece before pieces are joined into a collection (find_candidates), and
 #: for the candidate as a whole (is_leak)
@@ -499,9 +498,12 @@ def _sac_curve_per_slice(v: Voxels):
 
 
 def _holds(v: Voxels, lab, n, sac_curve):
-    """:func:`hold_fraction` of every labelled piece, shape (n,) (1.0 without the passes)."""
-    if v.enh_passes is None or n == 0:
-        return np.ones(n)
+    """:func:`hold_fraction` of every labelled piece ``1..n`` of ``lab``, shape (n,).
+
+    ``sac_curve`` is :func:`_sac_curve_per_slice`; ``v.enh_passes`` must be there.
+    """
+    if n == 0:
+        return np.ones(0)
     # (the voxels of every piece gathered once, in label order: ``ndimage.median`` with labels
     # takes seconds for a few hundred pieces)
     where = np.nonzero(lab)
@@ -845,15 +847,22 @@ def find_candidates(v: Voxels):
     # falls away in a later pass are artefacts of those passes, and are not joined to a
     # collection (a collection merged with them would be judged by their fall)
     sac_curve = _sac_curve_per_slice(v) if v.enh_passes is not None else None
+    holds = np.ones(n)
     if sac_curve is not None:
-        fell = _holds(v, lab, n, sac_curve) < HOLD_FRACTION
+        holds = _holds(v, lab, n, sac_curve)
+        fell = holds < HOLD_FRACTION
         if fell.any():
             gone = np.concatenate([[False], fell])[lab]
             mask[gone] = 0
             lab, n = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), bool))
             if n == 0:
                 return [], mask
+            holds = holds[~fell]
+    n_pieces = n
     lab, n = _merge_collections(v, lab, n)
+    if sac_curve is not None and n != n_pieces:
+        # (a collection joined from pieces is judged again as a whole)
+        holds = _holds(v, lab, n, sac_curve)
     sx, sy, sz = (float(s) for s in v.spacing_mm)
     vox_mm3 = sx * sy * sz
     sac = v.compartments == _an.SAC
@@ -915,13 +924,6 @@ def find_candidates(v: Voxels):
         # in every pass, bone beside the sac given a fluid's baseline)
         out_fin = fin & (comp != _an.SAC)
         frac_pass0 = 0.0 if v.precontrast or not out_fin.any() else float((kp[out_fin] == 0).mean())
-
-        # (whether its enhancement, once there, holds over the later passes as the sac's does)
-        hold = 1.0
-        if sac_curve is not None:
-            sac_c = sac_curve[int(zz.min()):int(zz.max()) + 1]
-            sac_c = np.nanmedian(sac_c, axis=0) if np.isfinite(sac_c).any() else None
-            hold = hold_fraction([float(np.median(e[zz, yy, xx])) for e in v.enh_passes], sac_c)
 
         # onsets: the earliest contrast along the component (a collection fills from the defect
         # outward, so its arrival profile along the spine has its minimum at the defect)
@@ -1059,7 +1061,7 @@ def find_candidates(v: Voxels):
                       width_mm=width_mm, thickness_mm=thickness_mm,
                       rim_fraction=rim_fraction, growth=growth,
                       first_pass=k0, frac_first_pass=frac_pass0, frac_paraspinal=frac_para,
-                      frac_venous=frac_venous, hold=hold,
+                      frac_venous=frac_venous, hold=float(holds[k - 1]),
                       peak_median_hu=float(np.median(pk)),
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
