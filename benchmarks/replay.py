@@ -8,6 +8,7 @@ sweep's own calls.
 
     python benchmarks/replay.py capture --seed0 17000 --n 100 --shape fine \\
         --render-cache /work/render_17000 --out /work/capture     # ~20 s a study, ~60 MB each
+    python benchmarks/replay.py capture --seeds 17001 17020 --render-cache DIR --out DIR
     python benchmarks/replay.py score /work/capture               # every captured study
     python benchmarks/replay.py score /work/capture --seeds 17001 17020 -v --json out.json
 
@@ -90,8 +91,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("capture", help="analyse phantoms, keep detection's inputs")
-    c.add_argument("--seed0", type=int, required=True)
+    c.add_argument("--seed0", type=int, default=None)
     c.add_argument("--n", type=int, default=100)
+    c.add_argument("--seeds", nargs="*", help="these seeds instead of seed0 .. seed0 + n - 1")
     c.add_argument("--shape", default="fine")
     c.add_argument("--render-cache", default=None, help="folder of rendered passes (sweep.py's)")
     c.add_argument("--out", type=Path, required=True)
@@ -103,11 +105,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     if args.cmd == "capture":
+        seeds = _seeds(args.seeds)
+        if seeds is None:
+            if args.seed0 is None:
+                ap.error("capture needs --seed0 or --seeds")
+            seeds = list(range(args.seed0, args.seed0 + args.n))
         args.out.mkdir(parents=True, exist_ok=True)
-        for i, seed in enumerate(range(args.seed0, args.seed0 + args.n), start=1):
+        for i, seed in enumerate(seeds, start=1):
             t0 = time.perf_counter()
             msg = capture_one(seed, args.shape, args.render_cache, args.out)
-            print(f"[{i}/{args.n} {time.perf_counter() - t0:5.1f} s] {msg}", flush=True)
+            print(f"[{i}/{len(seeds)} {time.perf_counter() - t0:5.1f} s] {msg}", flush=True)
         return 0
     only = set(_seeds(args.seeds) or [])
     files = sorted(args.folder.glob("vox_*.pkl"))

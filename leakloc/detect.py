@@ -109,6 +109,15 @@ DEPENDENT_COLLECTION_MM3 = 2500.0
 #: sleeve leaks' pools were 1500-6500 mm^3, those missed for want of timing 3300-4800. Most
 #: of it (LATERAL_POOL_PARASPINAL) must lie outside the canal
 LATERAL_POOL_MM3, LATERAL_POOL_PARASPINAL = 3000.0, 0.6
+#: where the sac first filled in the last pass, a lateral pool that large (mm^3, and
+#: LATERAL_POOL_PARASPINAL of it outside the canal) is a leak: there nothing fills later than
+#: the sac, so the pool is first seen with it, as a pouch or a sleeve is, and its size is all
+#: that can set it apart. That is four times the phantoms' meningeal diverticulum (340; 1 cm
+#: across, about 500 in a patient) and more than twice POUCH_MAX_MM3. The untimed sleeve
+#: leaks missed on seeds 20000-20099 left pools of 2260-3300 mm^3 (20005, 20048, 20063); on
+#: 14 development controls whose front came in the last pass somewhere, 1000 made no call.
+#: Where a pool can be timed, LATERAL_POOL_MM3 applies
+UNTIMED_POOL_MM3 = 1500.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 #: without a pre-contrast pass (``Voxels.precontrast``), extravasation of which this share or
@@ -237,10 +246,12 @@ def _filled_in_last_pass(t_s, slice_times_s):
     return t_s >= st[max(0, st.shape[0] - 2)] - 0.5
 
 
-def _lateral_pool(volume_mm3, frac_paraspinal) -> bool:
+def _lateral_pool(volume_mm3, frac_paraspinal, untimed=False) -> bool:
     """Whether extravasation beside the canal is a sleeve leak's pool by its size alone:
-    LATERAL_POOL_MM3 or more, LATERAL_POOL_PARASPINAL of it or more outside the canal."""
-    return volume_mm3 >= LATERAL_POOL_MM3 and frac_paraspinal >= LATERAL_POOL_PARASPINAL
+    LATERAL_POOL_MM3 or more (UNTIMED_POOL_MM3 where the sac first filled in the last pass),
+    LATERAL_POOL_PARASPINAL of it or more outside the canal."""
+    least = UNTIMED_POOL_MM3 if untimed else LATERAL_POOL_MM3
+    return volume_mm3 >= least and frac_paraspinal >= LATERAL_POOL_PARASPINAL
 
 
 def untimed_stretches(level_coord, t_intrathecal_s, slice_times_s, min_levels=0.5):
@@ -407,6 +418,19 @@ def extravasation_mask(v: Voxels):
                                        iterations=max(1, int(round(3.0 / min(v.spacing_mm[:2])))))
         late &= ~(up & ~off_sac & ((v.compartments == _an.EPIDURAL) | near))
     uncoupled = late | ahead
+    # where the sac first filled in the last pass, timing cannot tell a leak from what fills
+    # with the sac (both show first in that pass: their lag is nil). Contrast outside the canal
+    # there, clear of the sac and first seen in that pass, is kept for find_candidates to judge
+    # by its size alone (an untimed lateral pool, is_leak); inside the canal it is left out
+    # (it would join a collection timed elsewhere)
+    p = v.slice_times_s.shape[0]
+    if p >= 2:
+        t_fin = np.isfinite(v.t_intrathecal_s)
+        last_z = t_fin.copy()
+        last_z[t_fin] = _filled_in_last_pass(v.t_intrathecal_s[t_fin], v.slice_times_s[:, t_fin])
+        if last_z.any():
+            uncoupled |= last_z[:, None, None] & (v.first_pass == p - 1) & off_sac & \
+                (v.compartments == _an.PARASPINAL)
     strong = outside & uncoupled & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
     strong &= ~spill(v)
     # a fistula's vein: outside the canal (or late in the epidural space), venous densities
@@ -961,7 +985,7 @@ def find_candidates(v: Voxels):
                 np.isfinite(v.t_intrathecal_s[zu])
             lateral = float(np.isin(sec_c, (_an.LEFT, _an.RIGHT)).mean())
             if not (zu.size and 2 * int(later.sum()) > zu.size and late_fill[later].all()
-                    and lateral >= 0.5 and _lateral_pool(nvox * vox_mm3, frac_para)):
+                    and lateral >= 0.5 and _lateral_pool(nvox * vox_mm3, frac_para, True)):
                 continue
             timed = late_fill & later
             untimed = True
@@ -1008,6 +1032,12 @@ def find_candidates(v: Voxels):
             # earliest slices are only the first the scanner took
             onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))] + \
                 ([] if one_pass and not venous_like else list(onsets_idx))
+        if untimed:
+            # a pool with nothing to time it against is placed at its centre, weighted by its
+            # density (it spreads from the sleeve's tip and is densest there); its arrival
+            # along the spine is only when the last pass reached each slice
+            z_dens = float(np.average(zz[fin], weights=np.clip(pk[fin], 1.0, None)))
+            onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))]
         half = max(2, int(round(12.0 / sz)))      # slices either side of an onset's slice
         for rank, oi in enumerate(onsets_idx):
             onset = float(a_z[oi])
@@ -1642,7 +1672,7 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # of it: contrast there before the sac is fed along a collection)
         return False
     lateral_pool = c.side in ("left", "right") and \
-        _lateral_pool(e["volume_mm3"], e["frac_paraspinal"])
+        _lateral_pool(e["volume_mm3"], e["frac_paraspinal"], bool(e.get("untimed")))
     pool = lateral_pool and c.kind == "nerve_root_sleeve"
     if e.get("untimed"):
         # nothing to time it against (the sac filled there in the last pass): only its size,

@@ -1358,6 +1358,38 @@ def test_sac_filled_just_after_the_first_pass_still_times_extravasation():
     assert not _pool_candidates(v)
 
 
+def test_pool_filling_with_the_sac_in_the_last_pass_is_a_candidate():
+    # where the front came only in the last pass, a pool beside the canal first seen in that
+    # pass fills with the sac there as far as timing can tell (no lag): it is still found, and
+    # judged by its size (20005, 20048, 20063: sleeve leaks whose pools had no candidate)
+    v, pool = _lateral_pool(t_fill_s=0.0)
+    assert (v.compartments[pool] == an.PARASPINAL).all()
+    last = v.slice_times_s.shape[0] - 1
+    t_last = v.slice_times_s[-1]
+    v.t_intrathecal_s[32:48] = t_last[32:48] - 0.3
+    v.arrival_s = np.where(pool, t_last[:, None, None] - 0.3, v.arrival_s).astype(np.float32)
+    v.lag_s = np.where(pool, 0.0, v.lag_s).astype(np.float32)
+    v.first_pass = np.where(pool, last, v.first_pass).astype(np.int16)
+    mine = _pool_candidates(v)
+    assert mine and mine[0].evidence["untimed"] and dt.is_leak(mine[0], mine)
+    assert mine[0].kind == "nerve_root_sleeve" and mine[0].side == "left"
+    # placed at its centre (slices 32-47), not where the last pass happened to reach it first
+    assert mine[0].slice_index in (39, 40)
+    # the same pool filling with the sac two passes before the end is what fills with the sac
+    # (a sleeve, a pouch), timed as such: not extravasation at all
+    timed = dataclasses.replace(v, t_intrathecal_s=v.t_intrathecal_s.copy(),
+                                first_pass=np.where(pool, last - 1, v.first_pass).astype(np.int16))
+    t_before = v.slice_times_s[-2]
+    timed.t_intrathecal_s[32:48] = t_before[32:48] - 0.3
+    timed.arrival_s = np.where(pool, t_before[:, None, None] - 0.3, v.arrival_s).astype(np.float32)
+    assert not _pool_candidates(timed)
+    # ... and in the last pass, inside the canal, it is left out (it would join a collection
+    # timed elsewhere, and a pool is outside the canal)
+    inside = dataclasses.replace(v, compartments=np.where(pool, an.EPIDURAL, v.compartments)
+                                 .astype(np.uint8))
+    assert not _pool_candidates(inside)
+
+
 def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
     # where the front reached only in the last pass there is no timing, but a pool that large
     # outside the canal is still a leak; a small one is not a candidate
@@ -1371,7 +1403,8 @@ def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
     assert mine[0].evidence["untimed"]
     # untimed, it is a leak only as a pool, by its size: not smaller, even as a vein (late as
     # one would be); as large, it is one even where its faint density made a vein of it
-    smaller = dict(mine[0].evidence, volume_mm3=2000.0)
+    assert dt.POUCH_MAX_MM3 < dt.UNTIMED_POOL_MM3 < dt.LATERAL_POOL_MM3
+    smaller = dict(mine[0].evidence, volume_mm3=0.9 * dt.UNTIMED_POOL_MM3)
     for other in (dataclasses.replace(mine[0], kind="csf_venous_fistula", delay_s=15.0, evidence=smaller),
                   dataclasses.replace(mine[0], evidence=smaller)):
         assert not dt.is_leak(other, [other])
