@@ -118,6 +118,13 @@ LATERAL_POOL_MM3, LATERAL_POOL_PARASPINAL = 3000.0, 0.6
 #: 14 development controls whose front came in the last pass somewhere, 1000 made no call.
 #: Where a pool can be timed, LATERAL_POOL_MM3 applies
 UNTIMED_POOL_MM3 = 1500.0
+#: ... and a vein as long as UNTIMED_VEIN_MM along the spine, no thicker than VEIN_THIN_MM,
+#: its median peak under VEIN_DENSE_HU (mm, mm, HU) is a fistula's: no paraspinal vein
+#: opacifies in a myelogram but through one, and what else fills with the sac beside the
+#: canal is short (a root sleeve, 6 mm along the spine; a diverticulum, 10) and denser
+#: (median peak 150-300 HU). The fistulas missed for want of timing on development seeds
+#: (19020, 19092) had veins 52-94 mm long, 3 mm thick, median peak 96-97 HU
+UNTIMED_VEIN_MM, VEIN_THIN_MM, VEIN_DENSE_HU = 40.0, 5.0, 150.0
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 #: without a pre-contrast pass (``Voxels.precontrast``), extravasation of which this share or
@@ -252,6 +259,15 @@ def _lateral_pool(volume_mm3, frac_paraspinal, untimed=False) -> bool:
     LATERAL_POOL_PARASPINAL of it or more outside the canal."""
     least = UNTIMED_POOL_MM3 if untimed else LATERAL_POOL_MM3
     return volume_mm3 >= least and frac_paraspinal >= LATERAL_POOL_PARASPINAL
+
+
+def _untimed_vein(length_mm, thickness_mm, peak_median_hu, frac_paraspinal) -> bool:
+    """Whether extravasation beside the canal, where the sac first filled in the last pass, is
+    a fistula's vein by its shape alone: a thin tube (VEIN_THIN_MM across or less) of venous
+    density (median peak under VEIN_DENSE_HU) along UNTIMED_VEIN_MM of the spine or more,
+    LATERAL_POOL_PARASPINAL of it or more outside the canal."""
+    return length_mm >= UNTIMED_VEIN_MM and thickness_mm <= VEIN_THIN_MM and \
+        peak_median_hu < VEIN_DENSE_HU and frac_paraspinal >= LATERAL_POOL_PARASPINAL
 
 
 def untimed_stretches(level_coord, t_intrathecal_s, slice_times_s, min_levels=0.5):
@@ -985,7 +1001,9 @@ def find_candidates(v: Voxels):
                 np.isfinite(v.t_intrathecal_s[zu])
             lateral = float(np.isin(sec_c, (_an.LEFT, _an.RIGHT)).mean())
             if not (zu.size and 2 * int(later.sum()) > zu.size and late_fill[later].all()
-                    and lateral >= 0.5 and _lateral_pool(nvox * vox_mm3, frac_para, True)):
+                    and lateral >= 0.5 and (_lateral_pool(nvox * vox_mm3, frac_para, True) or
+                                            _untimed_vein(length_mm, thickness_mm,
+                                                          float(np.median(pk)), frac_para))):
                 continue
             timed = late_fill & later
             untimed = True
@@ -1076,7 +1094,8 @@ def find_candidates(v: Voxels):
             side = SIDES[sector]
             # (a pool let in untimed by its size is a sleeve leak's, not a vein, unless it is
             # mostly venous voxels: a slow leak's pool is as faint as a vein, 15066)
-            if venous_like and not (untimed and frac_venous <= 0.5):
+            if venous_like and not (untimed and frac_venous <= 0.5 and not _untimed_vein(
+                    length_mm, thickness_mm, float(np.median(pk)), frac_para)):
                 kind = "csf_venous_fistula"
                 if side in ("ventral", "dorsal"):
                     # a fistula drains to one side: the heavier lateral sector
@@ -1677,7 +1696,10 @@ def is_leak(c: Defect, candidates=()) -> bool:
     if e.get("untimed"):
         # nothing to time it against (the sac filled there in the last pass): only its size,
         # as a pool beside the canal whatever kind its density made of it, and not one slab
-        return lateral_pool and not flat
+        vein = c.kind == "csf_venous_fistula" and _untimed_vein(
+            e.get("length_mm", 0.0), e.get("thickness_mm", math.inf), e["peak_median_hu"],
+            e["frac_paraspinal"])
+        return (lateral_pool or vein) and not flat
     if pool:
         # a pool outside the canal beside it, larger than any sleeve or pouch that fills with
         # the sac: contrast out through the foramen (a high-flow sleeve leak fills with the sac)

@@ -1390,6 +1390,45 @@ def test_pool_filling_with_the_sac_in_the_last_pass_is_a_candidate():
     assert not _pool_candidates(inside)
 
 
+def _untimed_vein(z0=25, z1=55, peak_hu=100.0, across=3):
+    """A vein left of the canal, outside it (``across`` mm square in the axial plane, slices
+    ``z0``-``z1``), first seen in the last pass, where the sac too first filled in it."""
+    v = _supine_canal(half=14)
+    z = np.arange(v.compartments.shape[0])
+    vein = (v.dx_mm >= 8.0) & (v.dx_mm < 8.0 + across) & (np.abs(v.dy_mm) <= (across - 1) / 2) & \
+        ((z >= z0) & (z < z1))[:, None, None]
+    last = v.slice_times_s.shape[0] - 1
+    t_last = v.slice_times_s[-1]
+    v.t_intrathecal_s[:] = t_last - 0.3
+    v.peak_hu = np.where(vein, peak_hu, v.peak_hu).astype(np.float32)
+    v.arrival_s = np.where(vein, t_last[:, None, None] - 0.3, v.arrival_s).astype(np.float32)
+    v.lag_s = np.where(vein, 0.0, v.lag_s).astype(np.float32)
+    v.first_pass = np.where(vein, last, v.first_pass).astype(np.int16)
+    v.enh_passes = [np.where(vein, peak_hu if k == last else 0.0, e).astype(np.float32)
+                    for k, e in enumerate(v.enh_passes)]
+    return v, vein
+
+
+@pytest.mark.parametrize("what, leak", [("vein", True), ("short", False), ("dense", False)])
+def test_vein_where_the_sac_filled_in_the_last_pass(what, leak):
+    # where the front came only in the last pass, a thin paraspinal vein of venous density
+    # along the spine (60 mm) is a fistula's even untimed: no vein opacifies in a myelogram but
+    # through one (19020, 19092). Not one as short as a root sleeve, nor one as dense as CSF
+    # (a sleeve or a pouch)
+    args = {"vein": {}, "short": {"z0": 37, "z1": 43}, "dense": {"peak_hu": 250.0}}[what]
+    v, vein = _untimed_vein(**args)
+    assert (v.compartments[vein] == an.PARASPINAL).all()
+    cands = [c for c in dt.find_candidates(v)[0] if c.side == "left"]
+    got = [c for c in cands if dt.is_leak(c, cands)]
+    assert bool(got) == leak
+    if leak:
+        c = got[0]
+        assert c.kind == "csf_venous_fistula" and c.evidence["untimed"]
+        assert c.evidence["thickness_mm"] <= dt.VEIN_THIN_MM
+        assert c.evidence["length_mm"] == pytest.approx(60.0)
+        assert 38 <= c.slice_index <= 41          # at its centre (slices 25-54)
+
+
 def test_lateral_pool_where_the_sac_filled_in_the_last_pass_is_a_leak():
     # where the front reached only in the last pass there is no timing, but a pool that large
     # outside the canal is still a leak; a small one is not a candidate
