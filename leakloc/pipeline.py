@@ -468,7 +468,8 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
     if late:
         warnings.append("the intrathecal contrast reached " + ", ".join(
             a if a == b else f"{a} to {b}" for a, b in late) + " only in the last pass: a leak "
-            "there cannot be timed (a later pass would time it)")
+            "there cannot be timed, and only a large pool or a vein beside the canal is found "
+            "there (a later pass would time it)")
     defects, ranked = dt.rank(candidates)
     plan = pl.propose(defects)
 
