@@ -91,9 +91,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("capture", help="analyse phantoms, keep detection's inputs")
-    c.add_argument("--seed0", type=int, default=None)
+    which = c.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seed0", type=int, help="seeds seed0 .. seed0 + n - 1")
+    which.add_argument("--seeds", type=int, nargs="+", help="these seeds")
     c.add_argument("--n", type=int, default=100)
-    c.add_argument("--seeds", nargs="*", help="these seeds instead of seed0 .. seed0 + n - 1")
     c.add_argument("--shape", default="fine")
     c.add_argument("--render-cache", default=None, help="folder of rendered passes (sweep.py's)")
     c.add_argument("--out", type=Path, required=True)
@@ -105,11 +106,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     if args.cmd == "capture":
-        seeds = _seeds(args.seeds)
-        if seeds is None:
-            if args.seed0 is None:
-                ap.error("capture needs --seed0 or --seeds")
-            seeds = list(range(args.seed0, args.seed0 + args.n))
+        seeds = args.seeds or list(range(args.seed0, args.seed0 + args.n))
         args.out.mkdir(parents=True, exist_ok=True)
         for i, seed in enumerate(seeds, start=1):
             t0 = time.perf_counter()

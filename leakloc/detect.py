@@ -403,13 +403,31 @@ def hold_fraction(curve_hu, sac_hu=None, sac_min_hu=EXTRAVASATION_HU) -> float:
     return float(hold)
 
 
+def _last_pass_slices(v: Voxels):
+    """Slices the intrathecal front first reached in the last pass (bool, shape (Z,)); none in a
+    study of fewer than three passes (where every slice the sac filled in would be one)."""
+    p = v.slice_times_s.shape[0]
+    t = np.asarray(v.t_intrathecal_s, dtype=float)
+    out = np.isfinite(t)
+    if p < 3:
+        return np.zeros(t.shape, bool)
+    out[out] = _filled_in_last_pass(t[out], v.slice_times_s[:, out])
+    return out
+
+
 def extravasation_mask(v: Voxels):
     """Voxels of contrast outside the sac (epidural or paraspinal) and of opacified veins.
 
     Returns
     -------
-    strong : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU
+    strong : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU, timed apart from the sac
     venous : ndarray bool (Z, Y, X), weaker enhancement reaching venous fistula densities
+    untimed : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU outside the canal, clear
+        of the sac, first seen in the last pass at slices the sac too first filled in it
+        (:func:`_last_pass_slices`), and not in ``strong``: there timing cannot tell a leak from
+        what fills with the sac (their lag is nil), and :func:`find_candidates` judges it by
+        its size and shape alone. Inside the canal it is left out (it would join a collection
+        timed elsewhere)
     """
     outside = (v.compartments == _an.EPIDURAL) | (v.compartments == _an.PARASPINAL)
     # contrast outside the sac that fills after the sac (its curve lags the sac's), or that is
@@ -434,21 +452,8 @@ def extravasation_mask(v: Voxels):
                                        iterations=max(1, int(round(3.0 / min(v.spacing_mm[:2])))))
         late &= ~(up & ~off_sac & ((v.compartments == _an.EPIDURAL) | near))
     uncoupled = late | ahead
-    # where the sac first filled in the last pass, timing cannot tell a leak from what fills
-    # with the sac (both show first in that pass: their lag is nil). Contrast outside the canal
-    # there, clear of the sac and first seen in that pass, is kept for find_candidates to judge
-    # by its size alone (an untimed lateral pool, is_leak); inside the canal it is left out
-    # (it would join a collection timed elsewhere)
-    p = v.slice_times_s.shape[0]
-    if p >= 2:
-        t_fin = np.isfinite(v.t_intrathecal_s)
-        last_z = t_fin.copy()
-        last_z[t_fin] = _filled_in_last_pass(v.t_intrathecal_s[t_fin], v.slice_times_s[:, t_fin])
-        if last_z.any():
-            uncoupled |= last_z[:, None, None] & (v.first_pass == p - 1) & off_sac & \
-                (v.compartments == _an.PARASPINAL)
-    strong = outside & uncoupled & (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s)
-    strong &= ~spill(v)
+    dense = (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s) & ~spill(v)
+    strong = outside & uncoupled & dense
     # a fistula's vein: outside the canal (or late in the epidural space), venous densities
     steady = v.peak_hu if v.steady_hu is None else v.steady_hu
     where = (v.compartments == _an.PARASPINAL) | ((v.compartments == _an.EPIDURAL) & late)
@@ -457,7 +462,12 @@ def extravasation_mask(v: Voxels):
     strong |= _bridge_collections(v, strong)
     # a vein is a tube, not speckle: keep venous voxels only in clusters
     venous = ndimage.binary_opening(venous, structure=ndimage.generate_binary_structure(3, 1))
-    return strong, venous
+    last_z = _last_pass_slices(v)
+    untimed = np.zeros(strong.shape, bool)
+    if last_z.any():
+        untimed = last_z[:, None, None] & (v.first_pass == v.slice_times_s.shape[0] - 1) & \
+            off_sac & (v.compartments == _an.PARASPINAL) & dense & ~strong
+    return strong, venous, untimed
 
 
 def spill(v: Voxels, radius_mm=2.0):
@@ -876,13 +886,27 @@ def find_candidates(v: Voxels):
     mask : ndarray, shape (Z, Y, X), uint8; 1 extravasated contrast, 2 opacified vein (pieces
         whose contrast falls away, HOLD_FRACTION, left out)
     """
-    strong, venous = extravasation_mask(v)
+    strong, venous, untimed_vox = extravasation_mask(v)
     mask = np.zeros(strong.shape, np.uint8)
     mask[strong] = 1
     mask[venous] = 2
-    lab, n = ndimage.label(strong | venous, structure=np.ones((3, 3, 3), bool))
+    lab, n = ndimage.label(strong | venous | untimed_vox, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return [], mask
+    if untimed_vox.any():
+        # contrast seen only in the last pass where the sac too first filled in it is judged
+        # on its own: in a piece with extravasation timed elsewhere (at slices the sac filled
+        # before the last pass) it is left as it was (a vein's voxel, or nothing), not to
+        # swell that piece's volume, length and growth
+        timed_strong = (strong | venous) & ~_last_pass_slices(v)[:, None, None]
+        timed_piece = np.concatenate([[False], ndimage.maximum(
+            timed_strong, lab, np.arange(1, n + 1)).astype(bool)])
+        alone = untimed_vox & ~timed_piece[lab]
+        mask[alone] = 1
+        if (untimed_vox & ~alone).any():
+            lab, n = ndimage.label(mask > 0, structure=np.ones((3, 3, 3), bool))
+            if n == 0:
+                return [], mask
     # contrast that left the sac stays out while the sac stays dense: pieces whose enhancement
     # falls away in a later pass are artefacts of those passes, and are not joined to a
     # collection (a collection merged with them would be judged by their fall)
@@ -983,15 +1007,22 @@ def find_candidates(v: Voxels):
             if (use & ~rim_slice).sum() >= 3:
                 tries = [use & ~rim_slice, use]
         untimed = False
+        # (where the sac first filled in the last pass, a thin vein is known by its shape, and
+        # a pool by its size from UNTIMED_POOL_MM3; not in a study of two passes, where that
+        # is every slice the sac filled in)
+        peak_median = float(np.median(pk))
+        relaxed = p >= 3
+        vein_shape = relaxed and _untimed_vein(length_mm, thickness_mm, peak_median, frac_para)
         for use in tries:
             use, zu, a_z, t_loc, timed = _slice_arrivals(v, zz, arr, use, sec_c, frac_para)
             if timed.any():
                 break
         else:
             # where the sac first filled in the last pass there is nothing to time against,
-            # but a lateral pool outside the canal as large as a sleeve leak's is one anyway
-            # (is_leak: only as that). Not where the sac never filled (the edge of the field),
-            # nor where most of the pool was there in the first pass (no time course, and at
+            # but a lateral pool outside the canal as large as a sleeve leak's is one anyway,
+            # and a thin vein there along the spine a fistula's (is_leak: only as those). Not
+            # where the sac never filled (the edge of the field), nor where most of the pool
+            # was there in the first pass (no time course, and at
             # the puncture contrast may have been put outside the sac by the needle). A few
             # slices of it seen in the first pass (something dense beside the pool, a streak)
             # are left out: the rest, most of its slices, must be late (17003: 2 of 9 slices;
@@ -1001,9 +1032,11 @@ def find_candidates(v: Voxels):
                 np.isfinite(v.t_intrathecal_s[zu])
             lateral = float(np.isin(sec_c, (_an.LEFT, _an.RIGHT)).mean())
             if not (zu.size and 2 * int(later.sum()) > zu.size and late_fill[later].all()
-                    and lateral >= 0.5 and (_lateral_pool(nvox * vox_mm3, frac_para, True) or
-                                            _untimed_vein(length_mm, thickness_mm,
-                                                          float(np.median(pk)), frac_para))):
+                    and lateral >= 0.5 and (_lateral_pool(nvox * vox_mm3, frac_para, relaxed)
+                                            or vein_shape)):
+                # (what only the last pass showed here goes back to what it was)
+                back = sub & untimed_vox[sl]
+                mask[sl][back] = np.where(venous[sl][back], 2, 0)
                 continue
             timed = late_fill & later
             untimed = True
@@ -1034,7 +1067,7 @@ def find_candidates(v: Voxels):
             z_apex, t_apex, edge = apex
             onsets_idx = [edge]
         # a vein holds venous densities; contrast that left through a sleeve is CSF-dense
-        venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and float(np.median(pk)) < 220.0)) \
+        venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and peak_median < 220.0)) \
             and float(np.percentile(pk, 95)) < CSF_DENSE_HU and thickness_mm <= VEIN_MAX_THICKNESS_MM
         # a draining vein seen along the spine is placed by its density (it fills within a pass,
         # so its arrival is flat along it), and so is a collection seen in one pass
@@ -1051,10 +1084,12 @@ def find_candidates(v: Voxels):
             onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))] + \
                 ([] if one_pass and not venous_like else list(onsets_idx))
         if untimed:
-            # a pool with nothing to time it against is placed at its centre, weighted by its
-            # density (it spreads from the sleeve's tip and is densest there); its arrival
-            # along the spine is only when the last pass reached each slice
-            z_dens = float(np.average(zz[fin], weights=np.clip(pk[fin], 1.0, None)))
+            # a pool or a vein with nothing to time it against is placed at its centre,
+            # weighted by its density (a pool spreads from the sleeve's tip and is densest
+            # there; a vein runs both ways from the foramen); its arrival along the spine is
+            # only when the last pass reached each slice
+            on = fin & np.isin(zz, zu)
+            z_dens = float(np.average(zz[on], weights=np.clip(pk[on], 1.0, None)))
             onsets_idx = [int(np.argmin(np.abs(zu - z_dens)))]
         half = max(2, int(round(12.0 / sz)))      # slices either side of an onset's slice
         for rank, oi in enumerate(onsets_idx):
@@ -1094,8 +1129,9 @@ def find_candidates(v: Voxels):
             side = SIDES[sector]
             # (a pool let in untimed by its size is a sleeve leak's, not a vein, unless it is
             # mostly venous voxels: a slow leak's pool is as faint as a vein, 15066)
-            if venous_like and not (untimed and frac_venous <= 0.5 and not _untimed_vein(
-                    length_mm, thickness_mm, float(np.median(pk)), frac_para)):
+            # (and where the sac filled in the last pass, a thin vein's shape makes it one)
+            if (untimed and vein_shape) or \
+                    (venous_like and not (untimed and frac_venous <= 0.5)):
                 kind = "csf_venous_fistula"
                 if side in ("ventral", "dorsal"):
                     # a fistula drains to one side: the heavier lateral sector
@@ -1111,7 +1147,7 @@ def find_candidates(v: Voxels):
                       rim_fraction=rim_fraction, growth=growth,
                       first_pass=k0, frac_first_pass=frac_pass0, frac_paraspinal=frac_para,
                       frac_venous=frac_venous, hold=float(holds[k - 1]),
-                      peak_median_hu=float(np.median(pk)),
+                      peak_median_hu=peak_median,
                       peak_max_hu=float(np.max(pk)), spread_levels=spread,
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
                       component=k, onset_rank_in_component=rank, n_passes=p,
@@ -1639,10 +1675,13 @@ def is_leak(c: Defect, candidates=()) -> bool:
     (``rim_fraction``, RIM_FRACTION) is a rim whatever its size, and contrast much wider across
     than it is long along the spine (FLAT_RATIO) is an artefact of one slab: neither is a leak.
     Without a pre-contrast pass, contrast mostly there in the first pass (FIRST_PASS_OUTSIDE)
-    cannot be timed and is not a leak. Contrast whose enhancement falls away in a later pass
-    (``hold`` under HOLD_FRACTION) was made by that pass, not by a leak. A blob at the foramen
-    the size of a diverticulum (POUCH_MAX_MM3) that stays at its level is that pouch, whatever
-    its delay or growth (both partial volume at its edges), unless it fills ahead of the sac.
+    cannot be timed and is not a leak. Where the sac first filled in the last pass
+    (``untimed``), only a pool beside the canal (UNTIMED_POOL_MM3) or a fistula's thin vein
+    along the spine (:func:`_untimed_vein`) is one. Contrast whose enhancement falls away in a
+    later pass (``hold`` under HOLD_FRACTION) was made by that pass, not by a leak. A blob at
+    the foramen the size of a diverticulum (POUCH_MAX_MM3) that stays at its level is that
+    pouch, whatever its delay or growth (both partial volume at its edges), unless it fills
+    ahead of the sac.
     """
     e = c.evidence
     if "upper_excess" in e:
@@ -1690,13 +1729,15 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # a pouch at the foramen the size of a diverticulum, filling with the sac (not ahead
         # of it: contrast there before the sac is fed along a collection)
         return False
+    relaxed = bool(e.get("untimed")) and e.get("n_passes", 3) >= 3
     lateral_pool = c.side in ("left", "right") and \
-        _lateral_pool(e["volume_mm3"], e["frac_paraspinal"], bool(e.get("untimed")))
+        _lateral_pool(e["volume_mm3"], e["frac_paraspinal"], relaxed)
     pool = lateral_pool and c.kind == "nerve_root_sleeve"
     if e.get("untimed"):
         # nothing to time it against (the sac filled there in the last pass): only its size,
-        # as a pool beside the canal whatever kind its density made of it, and not one slab
-        vein = c.kind == "csf_venous_fistula" and _untimed_vein(
+        # as a pool beside the canal whatever kind its density made of it, or its shape, as a
+        # fistula's thin vein along the spine; and not one slab
+        vein = relaxed and c.kind == "csf_venous_fistula" and _untimed_vein(
             e.get("length_mm", 0.0), e.get("thickness_mm", math.inf), e["peak_median_hu"],
             e["frac_paraspinal"])
         return (lateral_pool or vein) and not flat
