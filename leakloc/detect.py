@@ -898,9 +898,9 @@ def find_candidates(v: Voxels):
         # on its own: in a piece with extravasation timed elsewhere (at slices the sac filled
         # before the last pass) it is left as it was (a vein's voxel, or nothing), not to
         # swell that piece's volume, length and growth
-        timed_strong = (strong | venous) & ~_last_pass_slices(v)[:, None, None]
+        timed_ext = (strong | venous) & ~_last_pass_slices(v)[:, None, None]
         timed_piece = np.concatenate([[False], ndimage.maximum(
-            timed_strong, lab, np.arange(1, n + 1)).astype(bool)])
+            timed_ext, lab, np.arange(1, n + 1)).astype(bool)])
         alone = untimed_vox & ~timed_piece[lab]
         mask[alone] = 1
         if (untimed_vox & ~alone).any():
