@@ -125,6 +125,9 @@ UNTIMED_POOL_MM3 = 1500.0
 #: (median peak 150-300 HU). The fistulas missed for want of timing on development seeds
 #: (19020, 19092) had veins 52-94 mm long, 3 mm thick, median peak 96-97 HU
 UNTIMED_VEIN_MM, VEIN_THIN_MM, VEIN_DENSE_HU = 40.0, 5.0, 150.0
+#: ... in a study of this many passes or more: with two, every slice the sac filled in is one
+#: the front reached in the last pass, and the whole study would be judged so
+UNTIMED_MIN_PASSES = 3
 #: smallest extravasation that counts as a leak, mm^3 (root-sleeve tips are smaller)
 MIN_LEAK_MM3 = 80.0
 #: without a pre-contrast pass (``Voxels.precontrast``), extravasation of which this share or
@@ -170,7 +173,8 @@ FLAT_RATIO = 0.5
 #: on the captured analyses of 137 development studies (46 of seeds 17000-17099 and 82 of
 #: 18000-18099, most with motion or without a pre-contrast pass; 9 wrong ones of 19000-19099),
 #: judged as whole candidates: the 78 candidates within a level of a true defect held 0.85 or
-#: more (all but 4 of them 0.95 or more); false calls that fell did so to -1.9-0.75 (a false fistula at 0.75 in the control
+#: more (all but 4 of them 0.95 or more); false calls that fell did so to -1.9-0.75 (a false
+#: fistula at 0.75 in the control
 #: 19028, a streak; the control 19037's collection at 0.14, motion). 0.5 kept the 0.75 one.
 #: Judged for every piece before pieces are joined into a collection (find_candidates), and
 #: for the candidate as a whole (is_leak)
@@ -405,11 +409,10 @@ def hold_fraction(curve_hu, sac_hu=None, sac_min_hu=EXTRAVASATION_HU) -> float:
 
 def _last_pass_slices(v: Voxels):
     """Slices the intrathecal front first reached in the last pass (bool, shape (Z,)); none in a
-    study of fewer than three passes (where every slice the sac filled in would be one)."""
-    p = v.slice_times_s.shape[0]
+    study of fewer than UNTIMED_MIN_PASSES passes."""
     t = np.asarray(v.t_intrathecal_s, dtype=float)
     out = np.isfinite(t)
-    if p < 3:
+    if v.slice_times_s.shape[0] < UNTIMED_MIN_PASSES:
         return np.zeros(t.shape, bool)
     out[out] = _filled_in_last_pass(t[out], v.slice_times_s[:, out])
     return out
@@ -936,6 +939,7 @@ def find_candidates(v: Voxels):
     rim_disk = _an.disk_yx((sy, sx), max(RIM_MM, sx, sy))[None]
     near_rim = ndimage.binary_dilation(sac, structure=rim_disk)
     p = v.slice_times_s.shape[0]
+    relaxed = p >= UNTIMED_MIN_PASSES
     # (how far down, towards the side contrast layers on, a candidate lies is known when)
     has_down = v.dependent_yx is not None and v.dy_mm is not None
     intervals = np.diff(np.sort(v.slice_times_s.mean(axis=1)))
@@ -1008,10 +1012,8 @@ def find_candidates(v: Voxels):
                 tries = [use & ~rim_slice, use]
         untimed = False
         # (where the sac first filled in the last pass, a thin vein is known by its shape, and
-        # a pool by its size from UNTIMED_POOL_MM3; not in a study of two passes, where that
-        # is every slice the sac filled in)
+        # a pool by its size from UNTIMED_POOL_MM3, given UNTIMED_MIN_PASSES)
         peak_median = float(np.median(pk))
-        relaxed = p >= 3
         vein_shape = relaxed and _untimed_vein(length_mm, thickness_mm, peak_median, frac_para)
         for use in tries:
             use, zu, a_z, t_loc, timed = _slice_arrivals(v, zz, arr, use, sec_c, frac_para)
@@ -1729,7 +1731,7 @@ def is_leak(c: Defect, candidates=()) -> bool:
         # a pouch at the foramen the size of a diverticulum, filling with the sac (not ahead
         # of it: contrast there before the sac is fed along a collection)
         return False
-    relaxed = bool(e.get("untimed")) and e.get("n_passes", 3) >= 3
+    relaxed = bool(e.get("untimed")) and e.get("n_passes", UNTIMED_MIN_PASSES) >= UNTIMED_MIN_PASSES
     lateral_pool = c.side in ("left", "right") and \
         _lateral_pool(e["volume_mm3"], e["frac_paraspinal"], relaxed)
     pool = lateral_pool and c.kind == "nerve_root_sleeve"
