@@ -185,6 +185,11 @@ HOLD_FRACTION = 0.75
 #: on an axial slice) is the pool around a leaking sleeve or a pseudomeningocele, however thin
 #: its contrast at the edges
 VEIN_MAX_THICKNESS_MM = 10.0
+#: ... and one thicker than VEIN_TUBE_MM (a 2-5 mm tube measured with a voxel of blur) is a
+#: vein only where it runs along the spine (the paraspinal plexus): UNTIMED_VEIN_MM long or
+#: more and VEIN_ELONGATION times longer than its widest axial cross-section is wide. A pool
+#: at a sleeve spreads from the sleeve's tip every way, about as long as it is wide (mm, ratio)
+VEIN_TUBE_MM, VEIN_ELONGATION = 6.5, 3.0
 
 
 @dataclass
@@ -272,6 +277,16 @@ def _untimed_vein(length_mm, thickness_mm, peak_median_hu, frac_paraspinal) -> b
     LATERAL_POOL_PARASPINAL of it or more outside the canal."""
     return length_mm >= UNTIMED_VEIN_MM and thickness_mm <= VEIN_THIN_MM and \
         peak_median_hu < VEIN_DENSE_HU and frac_paraspinal >= LATERAL_POOL_PARASPINAL
+
+
+def _vein_shaped(length_mm, width_mm, thickness_mm) -> bool:
+    """Whether extravasation has a vein's shape: a tube VEIN_TUBE_MM thick or less, or one up to
+    VEIN_MAX_THICKNESS_MM thick running along the spine (UNTIMED_VEIN_MM long or more, and
+    VEIN_ELONGATION times its widest cross-section's width); not a pool (mm)."""
+    if thickness_mm > VEIN_MAX_THICKNESS_MM:
+        return False
+    return thickness_mm <= VEIN_TUBE_MM or (
+        length_mm >= UNTIMED_VEIN_MM and length_mm >= VEIN_ELONGATION * width_mm)
 
 
 def untimed_stretches(level_coord, t_intrathecal_s, slice_times_s, min_levels=0.5):
@@ -1068,9 +1083,11 @@ def find_candidates(v: Voxels):
             # with the sac): the defect is where its two arms' arrival times meet
             z_apex, t_apex, edge = apex
             onsets_idx = [edge]
-        # a vein holds venous densities; contrast that left through a sleeve is CSF-dense
+        # a vein holds venous densities; contrast that left through a sleeve is CSF-dense, and
+        # pools round the sleeve's tip rather than running along a tube (_vein_shaped)
         venous_like = (frac_venous > 0.5 or (frac_para > 0.6 and peak_median < 220.0)) \
-            and float(np.percentile(pk, 95)) < CSF_DENSE_HU and thickness_mm <= VEIN_MAX_THICKNESS_MM
+            and float(np.percentile(pk, 95)) < CSF_DENSE_HU \
+            and _vein_shaped(length_mm, width_mm, thickness_mm)
         # a draining vein seen along the spine is placed by its density (it fills within a pass,
         # so its arrival is flat along it), and so is a collection seen in one pass
         # (a vein by all its voxels: most of them never reach the density that times contrast,

@@ -1160,21 +1160,33 @@ def test_candidates_carry_their_rim_fraction_and_width(what):
         assert dt.is_leak(mine[0], cands)
 
 
-@pytest.mark.parametrize("radius_mm, kind", [(1.5, "csf_venous_fistula"), (8.0, "nerve_root_sleeve")])
-def test_faint_contrast_beside_the_spine_is_a_vein_only_when_narrow(radius_mm, kind):
+@pytest.mark.parametrize("radius_mm, n_slices, kind", [
+    (1.5, 10, "csf_venous_fistula"),     # a vein 3 mm across
+    (4.0, 10, "nerve_root_sleeve"),      # a pool 8 mm across and 20 mm long
+    (4.0, 40, "csf_venous_fistula"),     # a vein 8 mm across running 80 mm along the spine
+    (8.0, 10, "nerve_root_sleeve"),      # a pool 16 mm across
+    (8.0, 40, "nerve_root_sleeve"),      # ... and 80 mm long: too thick for any vein
+])
+def test_faint_contrast_beside_the_spine_is_a_vein_only_when_narrow(radius_mm, n_slices, kind):
     # faint (150 HU) late contrast left of the canal, all of it paraspinal: a vein 3 mm across
-    # is a fistula's; a pool 16 mm across is what pooled round a leaking sleeve (C7
-    # pseudomeningocele of the case library, 20 mm across), faint only at its edges
+    # is a fistula's, and so is a thicker one running along the spine; a pool about as long as
+    # it is wide is what pooled round a leaking sleeve (C7 pseudomeningocele of the case
+    # library, 20 mm across; sleeve pools of 8-9 mm were taken for veins in 21015, 21032,
+    # 21066, 21094), faint only at its edges
     v = _supine_canal(half=24)
     z = np.arange(v.compartments.shape[0])[:, None, None]
-    where = (np.hypot(v.dy_mm, v.dx_mm - 15.0) <= radius_mm) & (z >= 30) & (z < 40)
+    where = (np.hypot(v.dy_mm, v.dx_mm - 15.0) <= radius_mm) & (z >= 30) & (z < 30 + n_slices)
     _late_outside(v, where, peak_hu=150.0)
     cands, mask = dt.find_candidates(v)
-    mine = [c for c in cands if 30 <= c.slice_index < 40]
+    mine = [c for c in cands if 30 <= c.slice_index < 30 + n_slices]
     assert mine and not np.any(mask[~where])
     assert mine[0].side == "left" and mine[0].kind == kind
-    thick = mine[0].evidence["thickness_mm"]
-    assert (thick > dt.VEIN_MAX_THICKNESS_MM) == (kind != "csf_venous_fistula")
+    e = mine[0].evidence
+    assert e["length_mm"] == 2.0 * n_slices
+    assert dt._vein_shaped(e["length_mm"], e["width_mm"], e["thickness_mm"]) == \
+        (kind == "csf_venous_fistula")
+    assert (e["thickness_mm"] > dt.VEIN_TUBE_MM) == (radius_mm > 2.0)
+    assert (e["thickness_mm"] > dt.VEIN_MAX_THICKNESS_MM) == (radius_mm > 5.0)
 
 
 def test_a_vein_running_across_the_slice_is_thin():
