@@ -67,6 +67,10 @@ VENOUS_LAST_PASS_HU = 70.0
 #: a candidate whose 95th percentile enhancement (HU) reaches this holds CSF contrast: a leak
 #: through a sleeve, not a fistula's vein
 CSF_DENSE_HU = 300.0
+#: baseline (HU) below which a voxel holds aerated lung in part (fat is -100, soft tissue and
+#: fluid denser): contrast never fills lung, and at its edge a shift of a fraction of a voxel
+#: between passes, a breath or the patient's, changes the density by 100 HU or more
+LUNG_EDGE_HU = -150.0
 #: contrast outside the sac this long before the local intrathecal arrival came from elsewhere, s
 AHEAD_S = 3.0
 #: below this fraction of the densest sac voxel within 2 mm, a voxel's enhancement is blur
@@ -438,7 +442,8 @@ def extravasation_mask(v: Voxels):
 
     Returns
     -------
-    strong : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU, timed apart from the sac
+    strong : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU, timed apart from the sac,
+        where the baseline is not aerated lung's (LUNG_EDGE_HU)
     venous : ndarray bool (Z, Y, X), weaker enhancement reaching venous fistula densities
     untimed : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU outside the canal, clear
         of the sac, first seen in the last pass at slices the sac too first filled in it
@@ -470,7 +475,8 @@ def extravasation_mask(v: Voxels):
                                        iterations=max(1, int(round(3.0 / min(v.spacing_mm[:2])))))
         late &= ~(up & ~off_sac & ((v.compartments == _an.EPIDURAL) | near))
     uncoupled = late | ahead
-    dense = (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s) & ~spill(v)
+    dense = (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s) & ~spill(v) & \
+        (v.baseline_hu > LUNG_EDGE_HU)
     strong = outside & uncoupled & dense
     # a fistula's vein: outside the canal (or late in the epidural space), venous densities
     steady = v.peak_hu if v.steady_hu is None else v.steady_hu

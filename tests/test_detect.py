@@ -1189,6 +1189,24 @@ def test_faint_contrast_beside_the_spine_is_a_vein_only_when_narrow(radius_mm, n
     assert (e["thickness_mm"] > dt.VEIN_MAX_THICKNESS_MM) == (radius_mm > 5.0)
 
 
+@pytest.mark.parametrize("baseline_hu, seen", [(-100.0, True), (-140.0, True), (-400.0, False)])
+def test_no_contrast_against_aerated_lung(baseline_hu, seen):
+    # late density beside the canal, in fat (-100 HU, or -140 with noise) or where the baseline
+    # holds lung: at a lung's edge a breath or a shift of a fraction of a voxel between passes
+    # changes the density by 100 HU or more (21088: such voxels timed a fistula's vein 28 s
+    # early), and contrast never fills aerated lung
+    v = _supine_canal(half=24)
+    z = np.arange(v.compartments.shape[0])[:, None, None]
+    where = (np.hypot(v.dy_mm, v.dx_mm - 15.0) <= 3.0) & (z >= 30) & (z < 40)
+    _late_outside(v, where)
+    v.baseline_hu = np.where(where, baseline_hu, v.baseline_hu).astype(np.float32)
+    strong = dt.extravasation_mask(v)[0]
+    assert strong[where].all() == seen and strong[where].any() == seen
+    assert not strong[~where].any()
+    cands, _ = dt.find_candidates(v)
+    assert any(30 <= c.slice_index < 40 for c in cands) == seen
+
+
 def test_a_vein_running_across_the_slice_is_thin():
     # a vein 3 mm across running 20 mm out through the foramen on two slices: wide in the
     # axial plane (its disk of equal area is 9 mm across), 3 mm thick
