@@ -67,10 +67,12 @@ VENOUS_LAST_PASS_HU = 70.0
 #: a candidate whose 95th percentile enhancement (HU) reaches this holds CSF contrast: a leak
 #: through a sleeve, not a fistula's vein
 CSF_DENSE_HU = 300.0
-#: baseline (HU) below which a voxel holds aerated lung in part (fat is -100, soft tissue and
-#: fluid denser): contrast never fills lung, and at its edge a shift of a fraction of a voxel
-#: between passes, a breath or the patient's, changes the density by 100 HU or more
-LUNG_EDGE_HU = -150.0
+#: a voxel within LUNG_EDGE_MM (in the axial plane) of aerated lung or air (baseline under
+#: AERATED_HU) whose own baseline is under LUNG_EDGE_HU holds lung in part (fat is -100, soft
+#: tissue and fluid denser): contrast never fills lung, and at its edge a shift of a fraction
+#: of a voxel between passes, a breath or the patient's, changes the density by 100 HU or
+#: more. (Fat, however noisy its baseline, is not lung unless lung lies beside it.) (HU, HU, mm)
+LUNG_EDGE_HU, AERATED_HU, LUNG_EDGE_MM = -150.0, -400.0, 2.0
 #: contrast outside the sac this long before the local intrathecal arrival came from elsewhere, s
 AHEAD_S = 3.0
 #: below this fraction of the densest sac voxel within 2 mm, a voxel's enhancement is blur
@@ -193,6 +195,8 @@ VEIN_MAX_THICKNESS_MM = 10.0
 #: vein only where it runs along the spine (the paraspinal plexus): UNTIMED_VEIN_MM long or
 #: more and VEIN_ELONGATION times longer than its widest axial cross-section is wide. A pool
 #: at a sleeve spreads from the sleeve's tip every way, about as long as it is wide (mm, ratio)
+#: (looser than VEIN_THIN_MM, which alone, with no timing, has to tell a vein from a pool; the
+#: elongation shares UNTIMED_VEIN_MM's 40 mm, the length no sleeve or diverticulum reaches)
 VEIN_TUBE_MM, VEIN_ELONGATION = 6.5, 3.0
 
 
@@ -443,7 +447,7 @@ def extravasation_mask(v: Voxels):
     Returns
     -------
     strong : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU, timed apart from the sac,
-        where the baseline is not aerated lung's (LUNG_EDGE_HU)
+        not at a lung's edge (:func:`lung_edge`)
     venous : ndarray bool (Z, Y, X), weaker enhancement reaching venous fistula densities
     untimed : ndarray bool (Z, Y, X), enhancement >= EXTRAVASATION_HU outside the canal, clear
         of the sac, first seen in the last pass at slices the sac too first filled in it
@@ -476,7 +480,7 @@ def extravasation_mask(v: Voxels):
         late &= ~(up & ~off_sac & ((v.compartments == _an.EPIDURAL) | near))
     uncoupled = late | ahead
     dense = (v.peak_hu >= EXTRAVASATION_HU) & np.isfinite(v.arrival_s) & ~spill(v) & \
-        (v.baseline_hu > LUNG_EDGE_HU)
+        ~lung_edge(v)
     strong = outside & uncoupled & dense
     # a fistula's vein: outside the canal (or late in the epidural space), venous densities
     steady = v.peak_hu if v.steady_hu is None else v.steady_hu
@@ -492,6 +496,21 @@ def extravasation_mask(v: Voxels):
         untimed = last_z[:, None, None] & (v.first_pass == v.slice_times_s.shape[0] - 1) & \
             off_sac & (v.compartments == _an.PARASPINAL) & dense & ~strong
     return strong, venous, untimed
+
+
+def lung_edge(v: Voxels):
+    """Voxels at the edge of aerated lung (or air): a baseline under LUNG_EDGE_HU within
+    LUNG_EDGE_MM, in the axial plane, of one under AERATED_HU.
+
+    Returns
+    -------
+    ndarray bool (Z, Y, X)
+    """
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = ndimage.generate_binary_structure(2, 1)
+    steps = max(1, int(round(LUNG_EDGE_MM / min(v.spacing_mm[:2]))))
+    near = ndimage.binary_dilation(v.baseline_hu < AERATED_HU, structure=plane, iterations=steps)
+    return near & (v.baseline_hu < LUNG_EDGE_HU)
 
 
 def spill(v: Voxels, radius_mm=2.0):
@@ -1153,7 +1172,8 @@ def find_candidates(v: Voxels):
             delay = onset - t_it if math.isfinite(t_it) else float("nan")
             side = SIDES[sector]
             # (a pool let in untimed by its size is a sleeve leak's, not a vein, unless it is
-            # mostly venous voxels: a slow leak's pool is as faint as a vein, 15066)
+            # mostly venous voxels and vein-shaped (venous_like): a slow leak's pool is as
+            # faint as a vein, 15066)
             # (and where the sac filled in the last pass, a thin vein's shape makes it one)
             if (untimed and vein_shape) or \
                     (venous_like and not (untimed and frac_venous <= 0.5)):
