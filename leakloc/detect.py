@@ -194,9 +194,10 @@ VEIN_MAX_THICKNESS_MM = 10.0
 #: ... and one thicker than VEIN_TUBE_MM (a 2-5 mm tube measured with a voxel of blur) is a
 #: vein only where it runs along the spine (the paraspinal plexus): UNTIMED_VEIN_MM long or
 #: more and VEIN_ELONGATION times longer than its widest axial cross-section is wide. A pool
-#: at a sleeve spreads from the sleeve's tip every way, about as long as it is wide (mm, ratio)
-#: (looser than VEIN_THIN_MM, which alone, with no timing, has to tell a vein from a pool; the
-#: elongation shares UNTIMED_VEIN_MM's 40 mm, the length no sleeve or diverticulum reaches)
+#: at a sleeve spreads from the sleeve's tip every way, about as long as it is wide. (Looser
+#: than VEIN_THIN_MM, which alone, with no timing, has to tell a vein from a pool; the
+#: elongation shares UNTIMED_VEIN_MM's 40 mm, the length no sleeve or diverticulum reaches.)
+#: (mm, ratio)
 VEIN_TUBE_MM, VEIN_ELONGATION = 6.5, 3.0
 
 
