@@ -318,7 +318,8 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
     if groups is not None:
         # every group leakloc calls in, those without calls at the common offset
         from leakloc.detect import calibration_group, KINDS, SIDES
-        offsets = {calibration_group(k, s): float(w[-1]) for k in KINDS for s in SIDES}
+        offsets = {calibration_group(k, s, dep): float(w[-1])
+                   for k in KINDS for s in SIDES for dep in (False, True)}
         offsets.update({n: float(w[-1] + w[n_slopes + i]) for i, n in enumerate(names)})
         return {"a": float(w[0]), "c": float(w[1]) if amb is not None else 0.0, "b": offsets}
     if amb is None:
@@ -411,7 +412,7 @@ def run_one(job: dict) -> dict:
             import numba
             numba.set_num_threads(int(job["numba_threads"]))
         from leakloc.phantoms import generate
-        from leakloc.detect import calibration_group
+        from leakloc.detect import calibration_group, on_dependent_side
         from leakloc.pipeline import analyze
         kw = {"shape": job["shape"]} if job.get("shape") else {}
         study = generate(case=job.get("case"), seed=job.get("seed"), **kw)
@@ -448,7 +449,8 @@ def run_one(job: dict) -> dict:
                          "onset_time_s": float(d.onset_time_s),
                          "score": float(d.evidence.get("score", float("nan"))),
                          "ambiguity": float(d.evidence.get("ambiguity", 0.0)),
-                         "group": calibration_group(str(d.kind), str(d.side))}
+                         "group": calibration_group(str(d.kind), str(d.side),
+                                                    on_dependent_side(d))}
                         for d in res.defects]
         sr = getattr(res, "static_reading", None)
         rec["static_reading"] = None if sr is None else [str(sr[0]), str(sr[1])]

@@ -702,11 +702,23 @@ def test_one_pass_is_refused():
 
 def test_calibration_groups_and_offsets(monkeypatch):
     # the shipped constants have an offset for every group a call can be in
-    groups = {dt.calibration_group(k, s) for k in dt.KINDS for s in dt.SIDES}
+    groups = {dt.calibration_group(k, s, dep) for k in dt.KINDS for s in dt.SIDES
+              for dep in (False, True)}
     assert set(dt.CALIBRATION["b"]) == groups
     assert dt.calibration_group("dural_tear", "ventral") == "ventral_tear"
     assert dt.calibration_group("dural_tear", "dorsal") == "dorsal_tear"
+    # a tear under the sac's layered contrast (ventral, prone; dorsal, supine) is a group
+    assert dt.calibration_group("dural_tear", "ventral", True) == "dependent_tear"
+    assert dt.calibration_group("dural_tear", "dorsal", True) == "dependent_tear"
     assert dt.calibration_group("csf_venous_fistula", "right") == "csf_venous_fistula"
+    assert dt.calibration_group("csf_venous_fistula", "right", True) == "csf_venous_fistula"
+    prone = _cand("T7", "ventral", kind="dural_tear")
+    prone.evidence["dependent_cos"] = 0.9
+    supine = _cand("T7", "ventral", kind="dural_tear")
+    supine.evidence["dependent_cos"] = -0.9
+    cvf = _cand("T7", "right", kind="csf_venous_fistula")
+    cvf.evidence["dependent_cos"] = 0.9
+    assert [dt.on_dependent_side(c) for c in (prone, supine, cvf)] == [True, False, False]
     cal = {"a": 1.0, "c": -2.0, "b": {"ventral_tear": -1.0, "csf_venous_fistula": 1.0}}
     monkeypatch.setattr(dt, "CALIBRATION", cal)
     assert dt.calibrate(1.0, 0.0, "ventral_tear") == pytest.approx(0.5)
@@ -960,6 +972,31 @@ def test_dependent_collection_first_seen_in_the_last_pass_is_placed_by_it():
     c3.onset_time_s = 31.8                     # pass 3 took slice 50 at 32.5 s, slice 33 at 31.65 s
     dt.place_dependent_collections(v3, [c3])
     assert 30 <= c3.slice_index < 36 and c3.evidence["dependent_pass"] == 3
+
+
+@pytest.mark.parametrize("change", [None, "seen_before", "front_reversed", "too_far"])
+def test_collection_first_seen_in_the_last_pass_may_lie_beyond_its_downstream_end(change):
+    # seen apart from the sac over slices 10..30, found at 20; the front reaches higher slices
+    # later, so 30 is its downstream end. The last pass holds a collection at slices 62..68:
+    # 3.2-3.6 levels from where it was found (beyond DEPENDENT_REACH_LEVELS), 2.4-2.9 beyond
+    # its downstream end. Its onset (25 s) was interpolated before pass 3 took slice 20
+    # (31 s), but nearly all of it was first seen in the last pass (``seen_pass``)
+    at = (72, 78) if change == "too_far" else (62, 68)      # too far: 3.2-3.6 levels beyond
+    v, c = _prone_collection(at=at, k=4)
+    lc = v.level_coord
+    c.level_coord, c.slice_index = float(lc[20]), 20
+    c.evidence.update(level_range=(float(lc[10]), float(lc[30])), slice_range=(10, 30),
+                      seen_pass=3 if change == "seen_before" else 4)
+    if change == "front_reversed":      # the front reached slice 10 last: 30 is upstream
+        v.t_intrathecal_s = v.t_intrathecal_s[::-1].copy()
+    dt.place_dependent_collections(v, [c])
+    if change is None:
+        assert at[0] <= c.slice_index < at[1] and c.evidence["dependent_pass"] == 4
+        assert c.evidence["found_slice"] == 20 and c.onset_time_s == 25.0
+    else:
+        # placed by pass 3 (no collection there), or the collection lies upstream of where
+        # it was found, or farther than the reach beyond its downstream end: left where found
+        assert c.slice_index == 20 and "found_slice" not in c.evidence
 
 
 @pytest.mark.parametrize("change", ["late", "supine", "rank", "far", "weak", "sleeve"])
