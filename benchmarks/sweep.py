@@ -412,7 +412,7 @@ def run_one(job: dict) -> dict:
             import numba
             numba.set_num_threads(int(job["numba_threads"]))
         from leakloc.phantoms import generate
-        from leakloc.detect import calibration_group, on_dependent_side
+        from leakloc.detect import calibration_group_of, on_dependent_side
         from leakloc.pipeline import analyze
         kw = {"shape": job["shape"]} if job.get("shape") else {}
         study = generate(case=job.get("case"), seed=job.get("seed"), **kw)
@@ -449,8 +449,8 @@ def run_one(job: dict) -> dict:
                          "onset_time_s": float(d.onset_time_s),
                          "score": float(d.evidence.get("score", float("nan"))),
                          "ambiguity": float(d.evidence.get("ambiguity", 0.0)),
-                         "group": calibration_group(str(d.kind), str(d.side),
-                                                    on_dependent_side(d))}
+                         "dependent": bool(on_dependent_side(d)),
+                         "group": calibration_group_of(d)}
                         for d in res.defects]
         sr = getattr(res, "static_reading", None)
         rec["static_reading"] = None if sr is None else [str(sr[0]), str(sr[1])]
@@ -809,7 +809,9 @@ def parse(argv=None):
                          "group of calls) and print them")
     ap.add_argument("--pool-calibration", type=Path, nargs="+", default=(), metavar="RESULTS_JSON",
                     help="with --fit-calibration: also fit on the top calls of these earlier sweeps' "
-                         "results.json (other seed ranges); the calibration table stays this run's")
+                         "results.json (other seed ranges); the calibration table stays this run's. "
+                         "Records made before the dependent_tear group (calls without 'dependent') "
+                         "count their dependent-side tears as ventral or dorsal tears")
     ap.add_argument("--render-cache", type=Path, default=None,
                     help="keep the rendered passes in this folder and reuse them on later runs")
     ap.add_argument("--render-only", action="store_true",

@@ -1028,9 +1028,9 @@ def find_candidates(v: Voxels):
         kp = v.first_pass[zz, yy, xx]
         k0 = int(kp[fin].min())
         growth = float(nvox / max(1, int((kp == k0).sum())))
-        # the pass by which most of it had been seen (LAST_PASS_SHARE of it first seen later)
-        seen_pass = int(np.argmax(np.cumsum(np.bincount(kp[fin])) >
-                                  (1.0 - LAST_PASS_SHARE) * int(fin.sum())))
+        # (how many of its timed voxels were first seen in each pass; the share in the last)
+        n_first = np.bincount(kp[fin], minlength=p)
+        frac_last_pass = float(n_first[p - 1] / int(fin.sum()))
         # (without a pre-contrast pass, the share of it outside the sac already there in the
         # first pass; with one, nothing in the first pass is contrast: what shows there is dense
         # in every pass, bone beside the sac given a fluid's baseline)
@@ -1101,7 +1101,6 @@ def find_candidates(v: Voxels):
         # arms is not there to fit. It is placed where it is densest (nearest the defect), if
         # it spans levels enough for its density to have an apex (a blob at one level keeps
         # its timing, which sets it against the sac beside it)
-        n_first = np.bincount(kp[fin])
         one_pass = float(n_first.max()) >= ONE_PASS_FRACTION * int(fin.sum())
         collection = not one_pass and frac_para < 0.5 and zu.size * sz >= V_FIT_MIN_MM and \
             _sector_of(sec_c[use], np.ones(int(use.sum())))[0] in (_an.VENTRAL, _an.DORSAL)
@@ -1201,7 +1200,7 @@ def find_candidates(v: Voxels):
                       sector_weights=[float(s) for s in sect_w], interval_s=interval_s,
                       component=k, onset_rank_in_component=rank, n_passes=p,
                       t_intrathecal_s=t_it, onset_cost_s=onset_cost, untimed=untimed,
-                      seen_pass=seen_pass, slice_range=(int(zz.min()), int(zz.max())),
+                      frac_last_pass=frac_last_pass, slice_range=(int(zz.min()), int(zz.max())),
                       dependent_cos=float(np.average(
                           _dependent_cos(v, (zz[win], yy[win], xx[win]))[1], weights=w_win))
                       if has_down else float("nan"))
@@ -1320,11 +1319,12 @@ def _densest_upper(q_top, q_bot, z_found, sm, dense_hu=None, allowed=None):
 #: beyond it, 89 and 90; reaching beyond the downstream end from the pass before the last
 #: too, 89, with two far jumps lost (21028, 21033))
 DEPENDENT_BUMP_HU, DEPENDENT_REACH_LEVELS = 15.0, 3.0
-#: the share of a collection's voxels first seen in the last pass that makes it first seen there
+#: the share of a collection's timed voxels first seen in the last pass that makes it first
+#: seen there
 LAST_PASS_SHARE = 0.8
-#: a candidate's contrast lies on the dependent side when the mean cosine of its angle round
-#: the canal centre towards the dependent side (``evidence['dependent_cos']``) is over this
-#: (within 60 degrees of straight down)
+#: a candidate's contrast lies on the dependent side when the cosine of its angle round the
+#: canal centre towards the dependent side, averaged over the voxels near its onset weighted by
+#: their peak (``evidence['dependent_cos']``), is over this (within 60 degrees of straight down)
 DEPENDENT_COS = 0.5
 #: the sac's side holds contrast where its 75th percentile enhancement reaches this, HU
 SIDE_FILLED_HU = 100.0
@@ -1402,22 +1402,24 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     relative to the sac's dependent side along the spine around it (:func:`dependent_bump`,
     averaged over ``smooth_mm``, against a running median over ``window_mm``; not where the sac
     was full by the second pass, at the injection). Each first candidate of a component (a dural
-    tear whose contrast near its onset lies mostly on the dependent side, :func:`on_dependent_side`,
-    seen by that pass: its onset no later than that pass at its slice; a collection first seen
-    in the last pass, its onset or LAST_PASS_SHARE of its voxels, is placed by the last pass,
-    all there is of it, ``evidence['dependent_pass']``) is moved to the largest such bump of
-    DEPENDENT_BUMP_HU or more within DEPENDENT_REACH_LEVELS of where it was found (its timing
-    places it that well; farther, the bump is another collection's, or the sac's own density
-    rising towards the injection). A collection placed by the last pass may also move towards
-    its downstream end (the end the intrathecal front reached later) and as far beyond it:
-    the tear opened when the front reached it, between the last two passes, and the collection
-    there filled with the sac, so what is seen apart from the sac is the part upstream of the
-    defect, where the sac had filled before. The place is on a slice with a level of its own,
-    and only where the dependent side is at
-    least as dense as where it was found (a bump where the sac is thinner, as at the front of
-    its contrast or where the canal's shape changes level by level, is not denser than the
-    defect); its onset and timing stay those it was found with (``evidence['found_slice']``,
-    ``evidence['dependent_bump_hu']``). Candidates are changed in place.
+    tear whose contrast near its onset lies mostly on the dependent side,
+    :func:`on_dependent_side`, seen by that pass: its onset no later than that pass at its
+    slice; a collection first seen in the last pass, its onset or LAST_PASS_SHARE of its voxels,
+    is placed by the last pass, all there is of it, ``evidence['dependent_pass']``) is moved to
+    the largest such bump of DEPENDENT_BUMP_HU or more within DEPENDENT_REACH_LEVELS of where it
+    was found (its timing places it that well; farther, the bump is another collection's, or the
+    sac's own density rising towards the injection). A collection placed by the last pass may
+    also move towards its downstream end (the end the intrathecal front reached later) and as
+    far beyond it: the tear opened when the front reached it, between the last two passes, and
+    the collection there filled with the sac, so what is seen apart from the sac is the part
+    upstream of the defect, where the sac had filled before (``evidence['slice_range']``, its
+    first and last slice; ``evidence['frac_last_pass']``, the share of its timed voxels first
+    seen in the last pass; without them, neither applies). The place is on a slice with a level
+    of its own, and only where the dependent side is at least as dense as where it was found (a
+    bump where the sac is thinner, as at the front of its contrast or where the canal's shape
+    changes level by level, is not denser than the defect); its onset and timing stay those it
+    was found with (``evidence['found_slice']``, ``evidence['dependent_bump_hu']``). Candidates
+    are changed in place.
 
     Parameters
     ----------
@@ -1430,8 +1432,7 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     if p_all < 3 or v.dependent_yx is None or v.dy_mm is None:
         return
     todo = [c for c in candidates
-            if c.kind == "dural_tear" and c.evidence["onset_rank_in_component"] == 0
-            and c.evidence.get("dependent_cos", float("nan")) > DEPENDENT_COS
+            if on_dependent_side(c) and c.evidence["onset_rank_in_component"] == 0
             and math.isfinite(c.level_coord)]
     if not todo:
         return
@@ -1445,9 +1446,11 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
     # level is the last one's, whatever the distance)
     named = np.isfinite(v.level_coord)
     # the last pass before the delayed one places a collection seen by then; the last, one
-    # first seen there (decided where each was found, before any is moved)
+    # first seen there: its onset, or LAST_PASS_SHARE of its voxels (decided where each was
+    # found, before any is moved)
     seen_before_last = [c.onset_time_s <= v.slice_times_s[p_all - 2][c.slice_index]
-                        and c.evidence.get("seen_pass", 0) < p_all - 1 for c in todo]
+                        and c.evidence.get("frac_last_pass", 0.0) < LAST_PASS_SHARE
+                        for c in todo]
     t_it = np.nan_to_num(v.t_intrathecal_s, nan=np.inf)
     for k in (p_all - 2, p_all - 1):
         mine = [c for c, b in zip(todo, seen_before_last) if b == (k == p_all - 2)]
@@ -1460,13 +1463,16 @@ def place_dependent_collections(v: Voxels, candidates, window_mm=75.0, smooth_mm
         for c in mine:
             lo, hi = c.evidence["level_range"]
             reach = np.abs(lc_all - c.level_coord) <= DEPENDENT_REACH_LEVELS
-            if k == p_all - 1 and "slice_range" in c.evidence:
-                # (towards its downstream end and beyond it, by the same reach)
-                z0, z1 = c.evidence["slice_range"]
-                zd = z1 if t_it[z1] > t_it[z0] else z0
-                sgn = 1.0 if lc_all[zd] >= c.level_coord else -1.0
+            z0, z1 = c.evidence.get("slice_range", (0, 0))
+            if k == p_all - 1 and t_it[z0] != t_it[z1]:
+                # (downstream along the spine, the way from the end the front reached first to
+                # the end it reached later, from where it was found to the same reach beyond
+                # that end, or beyond where it was found if that lies farther)
+                zd, zf = (z1, z0) if t_it[z1] > t_it[z0] else (z0, z1)
+                sgn = 1.0 if lc_all[zd] >= lc_all[zf] else -1.0
+                far = max(sgn * c.level_coord, sgn * float(lc_all[zd]))
                 reach |= (sgn * (lc_all - c.level_coord) >= 0) & \
-                    (sgn * (lc_all - lc_all[zd]) <= DEPENDENT_REACH_LEVELS)
+                    (sgn * lc_all - far <= DEPENDENT_REACH_LEVELS)
             b = np.where(named & reach, bump, -np.inf)
             z = int(np.argmax(b))
             if not b[z] >= DEPENDENT_BUMP_HU or dens[z] < dens[c.slice_index]:   # (NaN: False)
@@ -1898,12 +1904,17 @@ def score(c: Defect) -> float:
 #: 140-199, so calls there are right a little more often than on unseen studies.
 #: Tears on the sac's dependent side (``dependent_tear``, :func:`on_dependent_side`: mostly
 #: ventral tears in prone patients) were then split from ``ventral_tear``: their collection lies
-#: under the sac's layered contrast, and their top calls were right less often (33 of 45 on
-#: seeds 21000-22099, against 19 of 19 upper-side ventral tears on 21000-21099). Their offset
-#: alone was fitted, by maximum likelihood with ``a`` and ``c`` held, on those 45 calls
-#: (21000-21099 replayed with the code that split them, 22000-22099 from the sweep's records)
+#: under the sac's layered contrast, and their top calls are right less often (35 of 47 on
+#: seeds 21000-22099, against 32 of 32 ventral tears on the upper side). Their offset alone was
+#: fitted, by maximum likelihood with ``a`` and ``c`` held, on those 47 calls (21000-21099
+#: replayed with the code that split them; 22000-22099 from that sweep's records, a tear
+#: counted as on the dependent side when ventral in a prone patient or dorsal in a supine
+#: one). The other groups keep their offsets, though on those seeds their calls were right
+#: more often than their confidence says (ventral 32 of 32, root sleeve 26 of 28, fistula 39
+#: of 40, at 0.73-0.76 on average): a refit of every constant on those 151 calls gives the
+#: score a negative slope (the wrong dependent-side calls score high), so none was made
 CALIBRATION = {"a": 0.304, "c": -1.264,
-               "b": {"csf_venous_fistula": 1.002, "dependent_tear": 0.057, "dorsal_tear": 0.389,
+               "b": {"csf_venous_fistula": 1.002, "dependent_tear": 0.121, "dorsal_tear": 0.389,
                      "nerve_root_sleeve": 0.308, "ventral_tear": 0.305}}
 
 
@@ -1915,6 +1926,11 @@ def calibration_group(kind: str, side: str, dependent: bool = False) -> str:
             return "dependent_tear"
         return "dorsal_tear" if side == "dorsal" else "ventral_tear"
     return kind
+
+
+def calibration_group_of(c: Defect) -> str:
+    """The calibration group of a candidate (:func:`calibration_group`)."""
+    return calibration_group(c.kind, c.side, on_dependent_side(c))
 
 
 def on_dependent_side(c: Defect) -> bool:
@@ -1971,13 +1987,11 @@ def rank(candidates):
             gap = d.evidence["score"] - max(c.evidence["score"] for c in alts)
             amb = max(0.0, 1.0 - gap)
         d.evidence["ambiguity"] = amb
-        d.confidence = calibrate(d.evidence["score"], amb,
-                                 calibration_group(d.kind, d.side, on_dependent_side(d)))
+        d.confidence = calibrate(d.evidence["score"], amb, calibration_group_of(d))
     # most probable first: groups differ in how often their calls are right
     defects.sort(key=lambda d: -d.confidence)
     for c in others:
-        c.confidence = calibrate(c.evidence["score"], 0.0,
-                                 calibration_group(c.kind, c.side, on_dependent_side(c))) * 0.2
+        c.confidence = calibrate(c.evidence["score"], 0.0, calibration_group_of(c)) * 0.2
     rest = sorted([c for c in leaks if c not in defects], key=lambda c: -c.evidence["score"])
     return defects, defects + rest + others
 

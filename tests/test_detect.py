@@ -974,29 +974,35 @@ def test_dependent_collection_first_seen_in_the_last_pass_is_placed_by_it():
     assert 30 <= c3.slice_index < 36 and c3.evidence["dependent_pass"] == 3
 
 
-@pytest.mark.parametrize("change", [None, "seen_before", "front_reversed", "too_far"])
+@pytest.mark.parametrize("change", [None, "seen_before", "front_reversed", "too_far",
+                                    "front_flat", "found_beyond"])
 def test_collection_first_seen_in_the_last_pass_may_lie_beyond_its_downstream_end(change):
     # seen apart from the sac over slices 10..30, found at 20; the front reaches higher slices
     # later, so 30 is its downstream end. The last pass holds a collection at slices 62..68:
-    # 3.2-3.6 levels from where it was found (beyond DEPENDENT_REACH_LEVELS), 2.4-2.9 beyond
+    # 3.2-3.6 levels from where it was found (beyond DEPENDENT_REACH_LEVELS), 2.4-2.8 beyond
     # its downstream end. Its onset (25 s) was interpolated before pass 3 took slice 20
-    # (31 s), but nearly all of it was first seen in the last pass (``seen_pass``)
-    at = (72, 78) if change == "too_far" else (62, 68)      # too far: 3.2-3.6 levels beyond
+    # (31 s), but 90 % of it was first seen in the last pass (``frac_last_pass``)
+    at = {"too_far": (72, 78), "found_beyond": (14, 20)}.get(change, (62, 68))
     v, c = _prone_collection(at=at, k=4)
     lc = v.level_coord
-    c.level_coord, c.slice_index = float(lc[20]), 20
-    c.evidence.update(level_range=(float(lc[10]), float(lc[30])), slice_range=(10, 30),
-                      seen_pass=3 if change == "seen_before" else 4)
+    found, ends = (60, (20, 52)) if change == "found_beyond" else (20, (10, 30))
+    c.level_coord, c.slice_index = float(lc[found]), found
+    c.evidence.update(level_range=(float(lc[ends[0]]), float(lc[ends[1]])), slice_range=ends,
+                      frac_last_pass=0.5 if change == "seen_before" else 0.9)
     if change == "front_reversed":      # the front reached slice 10 last: 30 is upstream
         v.t_intrathecal_s = v.t_intrathecal_s[::-1].copy()
+    elif change == "front_flat":        # the front reached both ends at once: no way is down
+        v.t_intrathecal_s = np.full_like(v.t_intrathecal_s, 12.0)
     dt.place_dependent_collections(v, [c])
     if change is None:
         assert at[0] <= c.slice_index < at[1] and c.evidence["dependent_pass"] == 4
         assert c.evidence["found_slice"] == 20 and c.onset_time_s == 25.0
     else:
-        # placed by pass 3 (no collection there), or the collection lies upstream of where
-        # it was found, or farther than the reach beyond its downstream end: left where found
-        assert c.slice_index == 20 and "found_slice" not in c.evidence
+        # placed by pass 3 (no collection there); or the collection lies upstream of where it
+        # was found, farther than the reach beyond its downstream end, or no end is
+        # downstream; or, found 8 slices beyond its downstream end (slices 20..52), the
+        # collection lies 3.1-3.5 levels upstream of it: left where found
+        assert c.slice_index == found and "found_slice" not in c.evidence
 
 
 @pytest.mark.parametrize("change", ["late", "supine", "rank", "far", "weak", "sleeve"])
