@@ -255,11 +255,25 @@ def expected_calibration_error(bins) -> float | None:
     return sum(b["n"] * abs(b["mean_confidence"] - b["frac_correct"]) for b in bins if b["n"]) / n
 
 
+def _group(record) -> str:
+    """The calibration group of a record's top call. Records made before the dependent_tear
+    group (calls without 'dependent') count a tear as on the dependent side when it is ventral
+    in a prone patient or dorsal in a supine one."""
+    from leakloc.detect import calibration_group
+    c = record["calls"][0]
+    if "dependent" in c or c.get("kind") != "dural_tear":
+        return c.get("group", "unknown")
+    position = str((record.get("truth") or {}).get("patient_position", ""))
+    dependent = (c["side"] == "ventral" and position.endswith("P")) or \
+        (c["side"] == "dorsal" and position.endswith("S"))
+    return calibration_group(c["kind"], c["side"], dependent)
+
+
 def _top_calls(records) -> list:
     """(confidence, correct, score, ambiguity, group) of the top call of every random study of
     a sweep's records (errors, lost studies and the case library left out)."""
     return [(r["calls"][0]["confidence"], r["score"]["correct"], r["calls"][0]["score"],
-             r["calls"][0].get("ambiguity", 0.0), r["calls"][0].get("group", "unknown"))
+             r["calls"][0].get("ambiguity", 0.0), _group(r))
             for r in records if r["score"].get("leak") is not None and r.get("calls")
             and not r.get("error") and not r.get("case")]
 
@@ -271,7 +285,7 @@ def _cal_literal(fit) -> str:
 
 
 def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None, groups=None,
-              l2_group: float = 0.05):
+              l2_group: float = 0.05, hold=None):
     """Logistic (Platt) fit: P(correct) = 1 / (1 + exp(-(a * score + b [+ c * ambiguity]))).
 
     Newton's method on the mean log-likelihood with a small ridge ``l2`` on the slopes (keeps
@@ -286,6 +300,9 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
         with few calls stays near the common offset). Both ridges act on the *mean*
         log-likelihood: how hard a group is held depends on its share of the calls, not on
         their number (a larger sweep with the same shares holds it as hard)
+    hold : (a, c) or None
+        With ``groups``: keep the slopes at these values and fit the offsets only (a refit of
+        every constant on a few hundred calls can turn the score's slope negative)
 
     Returns
     -------
@@ -299,15 +316,22 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
         raise ValueError("no calls to fit")
     amb = np.asarray(ambiguity, dtype=float) if ambiguity is not None else None
     names = sorted(set(groups)) if groups is not None else []
-    cols = [x] + ([amb] if amb is not None else [])
+    if hold is not None and groups is None:
+        raise ValueError("hold needs groups: it fits the offsets per group")
+    if hold is None:
+        cols = [x] + ([amb] if amb is not None else [])
+        fixed = np.zeros_like(x)
+    else:
+        cols = []
+        fixed = float(hold[0]) * x + (float(hold[1]) * amb if amb is not None else 0.0)
     cols += [np.array([g == n for g in groups], dtype=float) for n in names]
     X = np.stack(cols + [np.ones_like(x)], axis=1)
     k = X.shape[1]
-    n_slopes = 1 + (amb is not None)
+    n_slopes = len(X[0]) - len(names) - 1
     w = np.zeros(k)
     reg = np.array([l2] * n_slopes + [l2_group] * len(names) + [0.0])
     for _ in range(iters):
-        z = X @ w
+        z = X @ w + fixed
         p = 1.0 / (1.0 + np.exp(-z))
         g = X.T @ (p - y) / x.size + reg * w
         h = (X * (p * (1 - p))[:, None]).T @ X / x.size + np.diag(reg) + 1e-12 * np.eye(k)
@@ -321,6 +345,9 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
         offsets = {calibration_group(k, s, dep): float(w[-1])
                    for k in KINDS for s in SIDES for dep in (False, True)}
         offsets.update({n: float(w[-1] + w[n_slopes + i]) for i, n in enumerate(names)})
+        if hold is not None:
+            return {"a": float(hold[0]), "c": float(hold[1]) if amb is not None else 0.0,
+                    "b": offsets}
         return {"a": float(w[0]), "c": float(w[1]) if amb is not None else 0.0, "b": offsets}
     if amb is None:
         return float(w[0]), float(w[1])
@@ -812,12 +839,25 @@ def parse(argv=None):
                          "results.json (other seed ranges); the calibration table stays this run's. "
                          "Records made before the dependent_tear group (calls without 'dependent') "
                          "count their dependent-side tears as ventral or dorsal tears")
+    ap.add_argument("--hold-slopes", action="store_true",
+                    help="with --fit-calibration: keep the score and ambiguity slopes of "
+                         "leakloc.detect.CALIBRATION and fit the offsets per group only")
+    ap.add_argument("--l2-group", type=float, default=0.05,
+                    help="ridge holding each group's offset to the common one (on the mean "
+                         "log-likelihood; default 0.05)")
+    ap.add_argument("--fit-only", action="store_true",
+                    help="analyse nothing: fit the calibration on the --pool-calibration results "
+                         "alone and print it (implies --fit-calibration)")
     ap.add_argument("--render-cache", type=Path, default=None,
                     help="keep the rendered passes in this folder and reuse them on later runs")
     ap.add_argument("--render-only", action="store_true",
                     help="only render the phantoms into --render-cache (no analysis)")
     ap.add_argument("--out", type=Path, default=OUT, help="output directory (default benchmarks/out/sweep)")
     args = ap.parse_args(argv)
+    if args.fit_only:
+        if not args.pool_calibration:
+            ap.error("--fit-only needs --pool-calibration RESULTS_JSON ...")
+        args.fit_calibration = True
     if args.quick:
         args.n = min(args.n, 6) if "--n" in (argv or sys.argv) else 6
         args.shape = "small"
@@ -919,6 +959,41 @@ def targets(summary_all) -> dict:
     return out
 
 
+def calibration_fit(top, args):
+    """Fit :data:`leakloc.detect.CALIBRATION` on the top calls ``top`` (of :func:`_top_calls`)
+    and those of ``args.pool_calibration``'s results; print it with ``args.fit_calibration``.
+
+    Returns the fit (a dict as :func:`fit_platt`'s, with ``n`` and ``right_of_calls``), or None
+    when there are not both right and wrong calls.
+    """
+    pooled = list(top) + [t for path in args.pool_calibration
+                          for t in _top_calls(json.loads(Path(path).read_text())["records"])]
+    finite = [(s, y, amb, g) for _, y, s, amb, g in pooled if s is not None and math.isfinite(s)]
+    platt = None
+    if finite and len({t[1] for t in finite}) == 2:
+        from leakloc.detect import CALIBRATION
+        hold = (CALIBRATION["a"], CALIBRATION["c"]) if args.hold_slopes else None
+        fit = fit_platt([t[0] for t in finite], [t[1] for t in finite],
+                        ambiguity=[t[2] for t in finite], groups=[t[3] for t in finite],
+                        l2_group=args.l2_group, hold=hold)
+        counts = {g: [sum(1 for t in finite if t[3] == g and t[1]), sum(1 for t in finite if t[3] == g)]
+                  for g in fit["b"]}
+        platt = dict(fit, n=len(finite), right_of_calls=counts)
+    if args.fit_calibration:
+        if platt:
+            k = sum(bool(t[1]) for t in finite)
+            warn = ("" if min(k, len(finite) - k) >= 10 else
+                    f"  (unreliable: only {k} right and {len(finite) - k} wrong calls; want 10 of each)\n")
+            held = ", slopes held at the current table's," if args.hold_slopes else ""
+            print(f"\nPlatt fit on {len(finite)} top calls{held} (raw evidence['score'], ['ambiguity'] "
+                  f"and an offset per group vs exact level and side; right/calls per group "
+                  f"{platt['right_of_calls']}):\nCALIBRATION = {_cal_literal(platt)}\n{warn}",
+                  flush=True)
+        else:
+            print(f"\nPlatt fit impossible: {len(finite)} scored calls, need both right and wrong ones\n")
+    return platt
+
+
 def main(argv=None):
     args = parse(argv)
     t0 = time.perf_counter()
@@ -928,6 +1003,8 @@ def main(argv=None):
             "render_only": bool(args.render_only)}
     if args.render_only and not args.render_cache:
         raise SystemExit("--render-only needs --render-cache DIR")
+    if args.fit_only:
+        return 0 if calibration_fit([], args) else 1
     jobs = [dict(base, seed=s, case=None) for s in range(args.seed0, args.seed0 + args.n)]
     if args.cases:
         from leakloc.phantoms import CASES
@@ -951,26 +1028,7 @@ def main(argv=None):
     bins = calibration_bins([t[0] for t in top], [t[1] for t in top])
     cal = {"definition": "top call; correct = exact level (<= 0.5) and right side; controls: any call is wrong",
            "n_calls": len(top), "bins": bins, "ece": expected_calibration_error(bins), "platt": None}
-    pooled = top + [t for path in args.pool_calibration
-                    for t in _top_calls(json.loads(Path(path).read_text())["records"])]
-    finite = [(s, y, amb, g) for _, y, s, amb, g in pooled if s is not None and math.isfinite(s)]
-    if finite and len({t[1] for t in finite}) == 2:
-        fit = fit_platt([t[0] for t in finite], [t[1] for t in finite],
-                        ambiguity=[t[2] for t in finite], groups=[t[3] for t in finite])
-        counts = {g: [sum(1 for t in finite if t[3] == g and t[1]), sum(1 for t in finite if t[3] == g)]
-                  for g in fit["b"]}
-        cal["platt"] = dict(fit, n=len(finite), right_of_calls=counts)
-    if args.fit_calibration:
-        if cal["platt"]:
-            k = sum(bool(t[1]) for t in finite)
-            warn = ("" if min(k, len(finite) - k) >= 10 else
-                    f"  (unreliable: only {k} right and {len(finite) - k} wrong calls; want 10 of each)\n")
-            print(f"\nPlatt fit on {len(finite)} top calls (raw evidence['score'], ['ambiguity'] and an "
-                  f"offset per group vs exact level and side; right/calls per group "
-                  f"{cal['platt']['right_of_calls']}):\nCALIBRATION = {_cal_literal(cal['platt'])}\n{warn}",
-                  flush=True)
-        else:
-            print(f"\nPlatt fit impossible: {len(finite)} scored calls, need both right and wrong ones\n")
+    cal["platt"] = calibration_fit(top, args)
     stats = None
     if not args.no_stats:
         print("statistics-stage comparison ...", flush=True)

@@ -228,6 +228,29 @@ def test_fit_platt_with_groups_recovers_offsets():
     assert eval(lit)["b"]["tear"] == pytest.approx(fit["b"]["tear"], abs=1e-3)
 
 
+def test_fit_platt_holding_the_slopes_fits_the_offsets_only():
+    # logit = ln2 * score + b_g with b = ln3 (sleeve) and -ln3 (tear): slopes held at ln2 and 0
+    x, y, g = [], [], []
+    for name, b_g in (("sleeve", math.log(3)), ("tear", -math.log(3))):
+        for s_ in (0, 1):
+            p = 1.0 / (1.0 + math.exp(-(math.log(2) * s_ + b_g)))
+            k = int(round(p * 800))
+            x += [s_] * 800
+            y += [1] * k + [0] * (800 - k)
+            g += [name] * 800
+    fit = sweep.fit_platt(x, y, ambiguity=[0.5] * len(x), groups=g, l2_group=0.0,
+                          hold=(math.log(2), 0.0))
+    assert fit["a"] == math.log(2) and fit["c"] == 0.0
+    assert fit["b"]["sleeve"] == pytest.approx(math.log(3), abs=0.03)
+    assert fit["b"]["tear"] == pytest.approx(-math.log(3), abs=0.03)
+    # held at a wrong slope, the offsets absorb the mean of the difference
+    wrong = sweep.fit_platt(x, y, ambiguity=[0.0] * len(x), groups=g, l2_group=0.0, hold=(0.0, 0.0))
+    assert wrong["a"] == 0.0
+    assert math.log(3) < wrong["b"]["sleeve"] < math.log(3) + math.log(2)
+    with pytest.raises(ValueError, match="groups"):
+        sweep.fit_platt(x, y, hold=(1.0, 0.0))
+
+
 def test_fit_platt_stays_finite_on_separable_data():
     a, b = sweep.fit_platt([0.0, 1.0, 2.0, 3.0], [0, 0, 1, 1])
     assert np.isfinite(a) and np.isfinite(b) and a > 0
@@ -249,6 +272,43 @@ def test_top_calls_for_pooled_calibration():
     args = sweep.parse(["--fit-calibration", "--pool-calibration", "a.json", "b.json"])
     assert args.pool_calibration == [Path("a.json"), Path("b.json")]
     assert sweep.parse([]).pool_calibration == ()
+
+
+def test_top_calls_group_older_tear_records_by_position():
+    def rec(side, position, **extra):
+        call = dict({"confidence": 0.7, "score": 1.0, "ambiguity": 0.0, "kind": "dural_tear",
+                     "side": side, "group": f"{side}_tear"}, **extra)
+        return {"score": {"leak": True, "correct": True}, "calls": [call],
+                "truth": {"patient_position": position}}
+    records = [rec("ventral", "HFP"), rec("ventral", "FFS"), rec("dorsal", "HFS"),
+               rec("dorsal", "FFP"), rec("ventral", "HFDL"),
+               # records that carry 'dependent' keep their own group
+               rec("ventral", "HFP", dependent=False), rec("dorsal", "FFP", dependent=True,
+                                                           group="dependent_tear")]
+    assert [t[4] for t in sweep._top_calls(records)] == [
+        "dependent_tear", "ventral_tear", "dependent_tear", "dorsal_tear", "ventral_tear",
+        "ventral_tear", "dependent_tear"]
+
+
+def test_fit_only_prints_a_table_from_earlier_results(tmp_path, capsys):
+    from leakloc.detect import CALIBRATION
+    records = [{"score": {"leak": True, "correct": bool(i % 4)}, "truth": {},
+                "calls": [{"confidence": 0.5, "score": float(i % 3), "ambiguity": 0.1,
+                           "kind": "nerve_root_sleeve", "side": "left",
+                           "group": "nerve_root_sleeve"}]} for i in range(40)]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"records": records}))
+    assert sweep.main(["--fit-only", "--hold-slopes", "--pool-calibration", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Platt fit on 40 top calls, slopes held" in out
+    table = eval(out.split("CALIBRATION = ")[1].splitlines()[0])
+    assert table["a"] == pytest.approx(CALIBRATION["a"], abs=1e-3)
+    # 30 of 40 right with the slopes held: the sleeve offset makes the mean confidence 0.75
+    p = [1 / (1 + math.exp(-(table["a"] * (i % 3) + table["b"]["nerve_root_sleeve"]
+                             + table["c"] * 0.1))) for i in range(40)]
+    assert sum(p) / 40 == pytest.approx(0.75, abs=0.01)
+    with pytest.raises(SystemExit):
+        sweep.parse(["--fit-only"])
 
 
 def test_error_kind_groups_messages():
