@@ -257,15 +257,16 @@ def expected_calibration_error(bins) -> float | None:
 
 def _group(record) -> str:
     """The calibration group of a record's top call. Records made before the dependent_tear
-    group (calls without 'dependent') count a tear as on the dependent side when it is ventral
-    in a prone patient or dorsal in a supine one."""
+    group (calls without 'dependent') count a tear as on the dependent side when it is on the
+    side contrast layers on for the patient's position (ventral prone, dorsal supine; neither
+    lying on a side, nor without a recorded position)."""
+    from leakloc.anatomy import dependent_side
     from leakloc.detect import calibration_group
     c = record["calls"][0]
-    if "dependent" in c or c.get("kind") != "dural_tear":
+    if "dependent" in c or c.get("kind") != "dural_tear" or "side" not in c:
         return c.get("group", "unknown")
-    position = str((record.get("truth") or {}).get("patient_position", ""))
-    dependent = (c["side"] == "ventral" and position.endswith("P")) or \
-        (c["side"] == "dorsal" and position.endswith("S"))
+    position = (record.get("truth") or {}).get("patient_position") or ""
+    dependent = bool(position) and c["side"] == dependent_side(position)
     return calibration_group(c["kind"], c["side"], dependent)
 
 
@@ -838,10 +839,11 @@ def parse(argv=None):
                     help="with --fit-calibration: also fit on the top calls of these earlier sweeps' "
                          "results.json (other seed ranges); the calibration table stays this run's. "
                          "Records made before the dependent_tear group (calls without 'dependent') "
-                         "count their dependent-side tears as ventral or dorsal tears")
+                         "count a tear on the side contrast layers on for the patient's position "
+                         "(ventral prone, dorsal supine) as a dependent-side tear")
     ap.add_argument("--hold-slopes", action="store_true",
-                    help="with --fit-calibration: keep the score and ambiguity slopes of "
-                         "leakloc.detect.CALIBRATION and fit the offsets per group only")
+                    help="keep the score and ambiguity slopes of leakloc.detect.CALIBRATION and "
+                         "fit the offsets per group only (the fit printed and stored in results.json)")
     ap.add_argument("--l2-group", type=float, default=0.05,
                     help="ridge holding each group's offset to the common one (on the mean "
                          "log-likelihood; default 0.05)")
@@ -984,9 +986,9 @@ def calibration_fit(top, args):
             k = sum(bool(t[1]) for t in finite)
             warn = ("" if min(k, len(finite) - k) >= 10 else
                     f"  (unreliable: only {k} right and {len(finite) - k} wrong calls; want 10 of each)\n")
-            held = ", slopes held at the current table's," if args.hold_slopes else ""
-            print(f"\nPlatt fit on {len(finite)} top calls{held} (raw evidence['score'], ['ambiguity'] "
-                  f"and an offset per group vs exact level and side; right/calls per group "
+            held = " (slopes held at the current table's)" if args.hold_slopes else ""
+            print(f"\nPlatt fit on {len(finite)} top calls{held}: raw evidence['score'], ['ambiguity'] "
+                  f"and an offset per group vs exact level and side (right/calls per group "
                   f"{platt['right_of_calls']}):\nCALIBRATION = {_cal_literal(platt)}\n{warn}",
                   flush=True)
         else:

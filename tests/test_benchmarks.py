@@ -229,24 +229,24 @@ def test_fit_platt_with_groups_recovers_offsets():
 
 
 def test_fit_platt_holding_the_slopes_fits_the_offsets_only():
-    # logit = ln2 * score + b_g with b = ln3 (sleeve) and -ln3 (tear): slopes held at ln2 and 0
-    x, y, g = [], [], []
+    # logit = ln2 * score - 1 * ambiguity + b_g with b = ln3 (sleeve) and -ln3 (tear): the
+    # slopes held at ln2 and -1, the offsets are recovered
+    x, y, g, amb = [], [], [], []
     for name, b_g in (("sleeve", math.log(3)), ("tear", -math.log(3))):
-        for s_ in (0, 1):
-            p = 1.0 / (1.0 + math.exp(-(math.log(2) * s_ + b_g)))
+        for s_, m_ in ((0, 0.0), (1, 0.0), (0, 1.0), (1, 1.0)):
+            p = 1.0 / (1.0 + math.exp(-(math.log(2) * s_ - m_ + b_g)))
             k = int(round(p * 800))
             x += [s_] * 800
+            amb += [m_] * 800
             y += [1] * k + [0] * (800 - k)
             g += [name] * 800
-    fit = sweep.fit_platt(x, y, ambiguity=[0.5] * len(x), groups=g, l2_group=0.0,
-                          hold=(math.log(2), 0.0))
-    assert fit["a"] == math.log(2) and fit["c"] == 0.0
+    fit = sweep.fit_platt(x, y, ambiguity=amb, groups=g, l2_group=0.0, hold=(math.log(2), -1.0))
+    assert fit["a"] == math.log(2) and fit["c"] == -1.0
     assert fit["b"]["sleeve"] == pytest.approx(math.log(3), abs=0.03)
     assert fit["b"]["tear"] == pytest.approx(-math.log(3), abs=0.03)
-    # held at a wrong slope, the offsets absorb the mean of the difference
-    wrong = sweep.fit_platt(x, y, ambiguity=[0.0] * len(x), groups=g, l2_group=0.0, hold=(0.0, 0.0))
-    assert wrong["a"] == 0.0
-    assert math.log(3) < wrong["b"]["sleeve"] < math.log(3) + math.log(2)
+    # the held ambiguity slope counts: held at 0, the offsets absorb its mean (-0.5)
+    no_c = sweep.fit_platt(x, y, ambiguity=amb, groups=g, l2_group=0.0, hold=(math.log(2), 0.0))
+    assert no_c["b"]["sleeve"] == pytest.approx(math.log(3) - 0.5, abs=0.1)
     with pytest.raises(ValueError, match="groups"):
         sweep.fit_platt(x, y, hold=(1.0, 0.0))
 
@@ -281,13 +281,18 @@ def test_top_calls_group_older_tear_records_by_position():
         return {"score": {"leak": True, "correct": True}, "calls": [call],
                 "truth": {"patient_position": position}}
     records = [rec("ventral", "HFP"), rec("ventral", "FFS"), rec("dorsal", "HFS"),
-               rec("dorsal", "FFP"), rec("ventral", "HFDL"),
+               rec("dorsal", "FFP"), rec("ventral", "HFDL"), rec("ventral", "FFP"),
+               rec("dorsal", "FFS"), rec("dorsal", "FFDR"),
                # records that carry 'dependent' keep their own group
                rec("ventral", "HFP", dependent=False), rec("dorsal", "FFP", dependent=True,
                                                            group="dependent_tear")]
+    no_position = rec("dorsal", "")
+    del no_position["truth"]
+    records.append(no_position)
     assert [t[4] for t in sweep._top_calls(records)] == [
         "dependent_tear", "ventral_tear", "dependent_tear", "dorsal_tear", "ventral_tear",
-        "ventral_tear", "dependent_tear"]
+        "dependent_tear", "dependent_tear", "dorsal_tear", "ventral_tear", "dependent_tear",
+        "dorsal_tear"]
 
 
 def test_fit_only_prints_a_table_from_earlier_results(tmp_path, capsys):
@@ -298,9 +303,12 @@ def test_fit_only_prints_a_table_from_earlier_results(tmp_path, capsys):
                            "group": "nerve_root_sleeve"}]} for i in range(40)]
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"records": records}))
-    assert sweep.main(["--fit-only", "--hold-slopes", "--pool-calibration", str(path)]) == 0
+    out_dir = tmp_path / "out"
+    assert sweep.main(["--fit-only", "--hold-slopes", "--pool-calibration", str(path),
+                       "--out", str(out_dir)]) == 0
+    assert not out_dir.exists()                       # only printed: nothing analysed or written
     out = capsys.readouterr().out
-    assert "Platt fit on 40 top calls, slopes held" in out
+    assert "Platt fit on 40 top calls (slopes held" in out
     table = eval(out.split("CALIBRATION = ")[1].splitlines()[0])
     assert table["a"] == pytest.approx(CALIBRATION["a"], abs=1e-3)
     # 30 of 40 right with the slopes held: the sleeve offset makes the mean confidence 0.75
