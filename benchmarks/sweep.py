@@ -270,11 +270,16 @@ def _group(record) -> str:
     return calibration_group(c["kind"], c["side"], dependent)
 
 
+def _moved(record) -> bool:
+    """Whether the analysis registered passes of the study (its 'patient moved' warning)."""
+    return any(str(w).startswith("patient moved") for w in record.get("warnings") or [])
+
+
 def _top_calls(records) -> list:
-    """(confidence, correct, score, ambiguity, group) of the top call of every random study of
-    a sweep's records (errors, lost studies and the case library left out)."""
+    """(confidence, correct, score, ambiguity, group, moved) of the top call of every random
+    study of a sweep's records (errors, lost studies and the case library left out)."""
     return [(r["calls"][0]["confidence"], r["score"]["correct"], r["calls"][0]["score"],
-             r["calls"][0].get("ambiguity", 0.0), _group(r))
+             r["calls"][0].get("ambiguity", 0.0), _group(r), _moved(r))
             for r in records if r["score"].get("leak") is not None and r.get("calls")
             and not r.get("error") and not r.get("case")]
 
@@ -282,11 +287,12 @@ def _top_calls(records) -> list:
 def _cal_literal(fit) -> str:
     """``leakloc.detect.CALIBRATION`` as Python source, from a :func:`fit_platt` dict."""
     b = ", ".join(f'"{g}": {v:.3f}' for g, v in sorted(fit["b"].items()))
-    return f'{{"a": {fit["a"]:.3f}, "c": {fit["c"]:.3f}, "b": {{{b}}}}}'
+    return (f'{{"a": {fit["a"]:.3f}, "c": {fit["c"]:.3f}, "moved": {fit.get("moved", 0.0):.3f}, '
+            f'"b": {{{b}}}}}')
 
 
 def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None, groups=None,
-              l2_group: float = 0.05, hold=None):
+              l2_group: float = 0.05, hold=None, moved=None):
     """Logistic (Platt) fit: P(correct) = 1 / (1 + exp(-(a * score + b [+ c * ambiguity]))).
 
     Newton's method on the mean log-likelihood with a small ridge ``l2`` on the slopes (keeps
@@ -304,6 +310,9 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
     hold : (a, c) or None
         With ``groups``: keep the slopes at these values and fit the offsets only (a refit of
         every constant on a few hundred calls can turn the score's slope negative)
+    moved : (N,) of bool or None
+        With ``groups``: the patient moved between passes; fitted as one more offset
+        (``"moved"`` in the result), added to the group's for those calls
 
     Returns
     -------
@@ -325,12 +334,17 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
     else:
         cols = []
         fixed = float(hold[0]) * x + (float(hold[1]) * amb if amb is not None else 0.0)
+    if moved is not None and groups is None:
+        raise ValueError("moved needs groups")
+    n_slopes = len(cols)
     cols += [np.array([g == n for g in groups], dtype=float) for n in names]
+    with_moved = moved is not None
+    if with_moved:
+        cols.append(np.asarray(moved, dtype=float))
     X = np.stack(cols + [np.ones_like(x)], axis=1)
     k = X.shape[1]
-    n_slopes = len(X[0]) - len(names) - 1
     w = np.zeros(k)
-    reg = np.array([l2] * n_slopes + [l2_group] * len(names) + [0.0])
+    reg = np.array([l2] * n_slopes + [l2_group] * len(names) + [l2] * with_moved + [0.0])
     for _ in range(iters):
         z = X @ w + fixed
         p = 1.0 / (1.0 + np.exp(-z))
@@ -346,10 +360,10 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
         offsets = {calibration_group(k, s, dep): float(w[-1])
                    for k in KINDS for s in SIDES for dep in (False, True)}
         offsets.update({n: float(w[-1] + w[n_slopes + i]) for i, n in enumerate(names)})
+        out = {"moved": float(w[-2]) if with_moved else 0.0, "b": offsets}
         if hold is not None:
-            return {"a": float(hold[0]), "c": float(hold[1]) if amb is not None else 0.0,
-                    "b": offsets}
-        return {"a": float(w[0]), "c": float(w[1]) if amb is not None else 0.0, "b": offsets}
+            return dict(out, a=float(hold[0]), c=float(hold[1]) if amb is not None else 0.0)
+        return dict(out, a=float(w[0]), c=float(w[1]) if amb is not None else 0.0)
     if amb is None:
         return float(w[0]), float(w[1])
     return float(w[0]), float(w[2]), float(w[1])
@@ -970,14 +984,15 @@ def calibration_fit(top, args):
     """
     pooled = list(top) + [t for path in args.pool_calibration
                           for t in _top_calls(json.loads(Path(path).read_text())["records"])]
-    finite = [(s, y, amb, g) for _, y, s, amb, g in pooled if s is not None and math.isfinite(s)]
+    finite = [(s, y, amb, g, mv) for _, y, s, amb, g, mv in pooled
+              if s is not None and math.isfinite(s)]
     platt = None
     if finite and len({t[1] for t in finite}) == 2:
         from leakloc.detect import CALIBRATION
         hold = (CALIBRATION["a"], CALIBRATION["c"]) if args.hold_slopes else None
         fit = fit_platt([t[0] for t in finite], [t[1] for t in finite],
                         ambiguity=[t[2] for t in finite], groups=[t[3] for t in finite],
-                        l2_group=args.l2_group, hold=hold)
+                        l2_group=args.l2_group, hold=hold, moved=[t[4] for t in finite])
         counts = {g: [sum(1 for t in finite if t[3] == g and t[1]), sum(1 for t in finite if t[3] == g)]
                   for g in fit["b"]}
         platt = dict(fit, n=len(finite), right_of_calls=counts)

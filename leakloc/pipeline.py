@@ -470,7 +470,7 @@ def _analyze_impl(series, levels_map=None, top_vertebra=None, progress=None) -> 
             a if a == b else f"{a} to {b}" for a, b in late) + " only in the last pass: a leak "
             "there cannot be timed, and only a large pool or a vein beside the canal is found "
             "there (a later pass would time it)")
-    defects, ranked = dt.rank(candidates)
+    defects, ranked = dt.rank(candidates, moved=bool(moved))
     plan = pl.propose(defects)
 
     sac_bins = curves.sac_mean()

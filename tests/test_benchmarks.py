@@ -251,6 +251,28 @@ def test_fit_platt_holding_the_slopes_fits_the_offsets_only():
         sweep.fit_platt(x, y, hold=(1.0, 0.0))
 
 
+def test_fit_platt_fits_an_offset_for_moved_studies():
+    # two groups, and calls in moved studies one logit lower (-ln 4) in both: recovered
+    x, y, g, mv = [], [], [], []
+    for name, b_g in (("sleeve", math.log(3)), ("tear", 0.0)):
+        for m_ in (False, True):
+            p = 1.0 / (1.0 + math.exp(-(b_g - math.log(4) * m_)))
+            k = int(round(p * 1000))
+            x += [0.0] * 1000
+            y += [1] * k + [0] * (1000 - k)
+            g += [name] * 1000
+            mv += [m_] * 1000
+    fit = sweep.fit_platt(x, y, ambiguity=[0.0] * len(x), groups=g, l2_group=0.0,
+                          hold=(1.0, 0.0), moved=mv)
+    assert fit["moved"] == pytest.approx(-math.log(4), abs=0.05)
+    assert fit["b"]["sleeve"] == pytest.approx(math.log(3), abs=0.05)
+    assert fit["b"]["tear"] == pytest.approx(0.0, abs=0.05)
+    assert eval(sweep._cal_literal(fit))["moved"] == pytest.approx(fit["moved"], abs=1e-3)
+    assert sweep.fit_platt(x, y, ambiguity=[0.0] * len(x), groups=g)["moved"] == 0.0
+    with pytest.raises(ValueError, match="groups"):
+        sweep.fit_platt(x, y, moved=mv)
+
+
 def test_fit_platt_stays_finite_on_separable_data():
     a, b = sweep.fit_platt([0.0, 1.0, 2.0, 3.0], [0, 0, 1, 1])
     assert np.isfinite(a) and np.isfinite(b) and a > 0
@@ -267,8 +289,10 @@ def test_top_calls_for_pooled_calibration():
         {"score": {"leak": None}, "calls": [call]},                                 # lost
         {"score": {"leak": True, "correct": True}, "calls": [call], "case": "fig6_t11"},
     ]
-    assert sweep._top_calls(records) == [(0.6, True, 1.5, 0.2, "ventral_tear"),
-                                         (0.6, False, 1.5, 0.2, "dorsal_tear")]
+    assert sweep._top_calls(records) == [(0.6, True, 1.5, 0.2, "ventral_tear", False),
+                                         (0.6, False, 1.5, 0.2, "dorsal_tear", False)]
+    moved = dict(records[0], warnings=["patient moved between passes: registered pass 1 (2.0 mm)"])
+    assert sweep._top_calls([moved])[0][5] is True
     args = sweep.parse(["--fit-calibration", "--pool-calibration", "a.json", "b.json"])
     assert args.pool_calibration == [Path("a.json"), Path("b.json")]
     assert sweep.parse([]).pool_calibration == ()

@@ -725,6 +725,10 @@ def test_calibration_groups_and_offsets(monkeypatch):
     assert dt.calibrate(1.0, 0.0, "csf_venous_fistula") == pytest.approx(1 / (1 + math.exp(-2.0)))
     assert dt.calibrate(0.0, 0.5, "csf_venous_fistula") == pytest.approx(0.5)
     assert dt.calibrate(0.0, 0.0, "no such group") == pytest.approx(0.5)     # the mean offset
+    # a study in which the patient moved: one more offset, the same for every call
+    monkeypatch.setattr(dt, "CALIBRATION", dict(cal, moved=-2.0))
+    assert dt.calibrate(1.0, 0.0, "csf_venous_fistula", moved=True) == pytest.approx(0.5)
+    assert dt.calibrate(1.0, 0.0, "csf_venous_fistula") == pytest.approx(1 / (1 + math.exp(-2.0)))
 
 
 def test_defects_are_ranked_by_calibrated_confidence(monkeypatch):
@@ -741,6 +745,20 @@ def test_defects_are_ranked_by_calibrated_confidence(monkeypatch):
     assert [d.level for d in defects] == ["T10", "T3"]
     assert defects[0].confidence > defects[1].confidence
     assert ranked[:2] == defects
+    # the patient moved: the same order, every confidence lower by the shipped offset's share
+    conf = [d.confidence for d in defects]
+    monkeypatch.setattr(dt, "CALIBRATION", {"a": 0.2, "c": 0.0, "moved": -1.5,
+                                            "b": {"ventral_tear": -1.0, "csf_venous_fistula": 1.0}})
+    moved, _ = dt.rank([tear, cvf], moved=True)
+    assert [d.level for d in moved] == ["T10", "T3"]
+    logit = lambda p: math.log(p / (1 - p))
+    assert [logit(d.confidence) for d in moved] == pytest.approx([logit(p) - 1.5 for p in conf])
+
+
+def test_shipped_calibration_lowers_confidence_after_motion():
+    assert dt.CALIBRATION["moved"] < -1.0
+    assert dt.calibrate(3.0, 0.0, "ventral_tear", moved=True) < 0.8 < dt.calibrate(3.0, 0.0,
+                                                                                 "ventral_tear")
 
 
 def test_untimed_stretches_are_where_the_front_came_in_the_last_pass():
