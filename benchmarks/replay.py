@@ -53,7 +53,8 @@ def capture_one(seed: int, shape: str, render_cache, out: Path) -> str:
     calls = [{"level": c.level, "level_coord": float(c.level_coord), "side": c.side,
               "kind": c.kind, "confidence": float(c.confidence)} for c in res.defects]
     rec = {"seed": seed, "shape": shape, "voxels": res.debug["voxels"], "truth": truth,
-           "calls": calls, "params": sweep._jsonable(study.truth["params"])}
+           "calls": calls, "params": sweep._jsonable(study.truth["params"]),
+           "moved": any(str(w).startswith("patient moved") for w in res.warnings)}
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         pickle.dump(rec, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -66,7 +67,8 @@ def replay(rec: dict) -> tuple:
     """Detection on one captured study: (calls, score) as ``sweep.score_study`` scores them."""
     from leakloc import detect as dt
     candidates, _ = dt.find_candidates(rec["voxels"])
-    defects, _ = dt.rank(candidates)
+    # (captures made before the motion offset carry no 'moved': replayed as if still)
+    defects, _ = dt.rank(candidates, moved=bool(rec.get("moved", False)))
     calls = [{"level": c.level, "level_coord": float(c.level_coord), "side": c.side,
               "kind": c.kind, "confidence": float(c.confidence)} for c in defects]
     return calls, sweep.score_study(rec["truth"], calls)

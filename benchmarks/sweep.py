@@ -293,7 +293,8 @@ def _cal_literal(fit) -> str:
 
 def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None, groups=None,
               l2_group: float = 0.05, hold=None, moved=None):
-    """Logistic (Platt) fit: P(correct) = 1 / (1 + exp(-(a * score + b [+ c * ambiguity]))).
+    """Logistic (Platt) fit: P(correct) = 1 / (1 + exp(-(a * score + b [+ c * ambiguity]
+    [+ moved]))).
 
     Newton's method on the mean log-likelihood with a small ridge ``l2`` on the slopes (keeps
     the fit finite when the data are separable).
@@ -317,8 +318,9 @@ def fit_platt(score, correct, l2: float = 1e-4, iters: int = 100, ambiguity=None
     Returns
     -------
     (a, b), or (a, b, c) with ``ambiguity``; with ``groups`` the dict
-    ``{"a": a, "c": c, "b": {group: b}}`` of ``leakloc.detect.CALIBRATION`` (every group of
-    ``leakloc.detect.calibration_group``; one without calls gets the common offset)
+    ``{"a": a, "c": c, "moved": m, "b": {group: b}}`` of ``leakloc.detect.CALIBRATION`` (every
+    group of ``leakloc.detect.calibration_group``; one without calls gets the common offset;
+    ``m`` is 0 without ``moved``)
     """
     x = np.asarray(score, dtype=float)
     y = np.asarray(correct, dtype=float)
@@ -1002,9 +1004,12 @@ def calibration_fit(top, args):
             warn = ("" if min(k, len(finite) - k) >= 10 else
                     f"  (unreliable: only {k} right and {len(finite) - k} wrong calls; want 10 of each)\n")
             held = " (slopes held at the current table's)" if args.hold_slopes else ""
-            print(f"\nPlatt fit on {len(finite)} top calls{held}: raw evidence['score'], ['ambiguity'] "
-                  f"and an offset per group vs exact level and side (right/calls per group "
-                  f"{platt['right_of_calls']}):\nCALIBRATION = {_cal_literal(platt)}\n{warn}",
+            mv = [t[1] for t in finite if t[4]]
+            st = [t[1] for t in finite if not t[4]]
+            print(f"\nPlatt fit on {len(finite)} top calls{held}: raw evidence['score'], ['ambiguity'], "
+                  f"an offset per group and one when the patient moved, vs exact level and side "
+                  f"(right/calls per group {platt['right_of_calls']}; moved {sum(mv)}/{len(mv)}, "
+                  f"still {sum(st)}/{len(st)}):\nCALIBRATION = {_cal_literal(platt)}\n{warn}",
                   flush=True)
         else:
             print(f"\nPlatt fit impossible: {len(finite)} scored calls, need both right and wrong ones\n")

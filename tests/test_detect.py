@@ -639,6 +639,9 @@ def test_demo_case_exact_level_when_the_patient_moved(analyse):
     assert max(res.motion_mm) > 1.0 and any("moved" in w for w in res.warnings)
     d = res.defects[0]
     assert abs(d.level_coord - 13.5) <= 0.5 and (d.side, d.kind) == ("ventral", "dural_tear")
+    # its confidence carries the motion offset (the pipeline tells the ranking the study moved)
+    assert d.confidence == pytest.approx(dt.calibrate(
+        d.evidence["score"], d.evidence["ambiguity"], dt.calibration_group_of(d), moved=True))
 
 
 def test_control_no_leak_when_the_patient_moved(analyse):
