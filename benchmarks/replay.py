@@ -54,7 +54,7 @@ def capture_one(seed: int, shape: str, render_cache, out: Path) -> str:
               "kind": c.kind, "confidence": float(c.confidence)} for c in res.defects]
     rec = {"seed": seed, "shape": shape, "voxels": res.debug["voxels"], "truth": truth,
            "calls": calls, "params": sweep._jsonable(study.truth["params"]),
-           "moved": any(str(w).startswith("patient moved") for w in res.warnings)}
+           "moved": sweep._moved({"warnings": res.warnings})}
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         pickle.dump(rec, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -1892,8 +1892,9 @@ def score(c: Defect) -> float:
 #: Platt scaling of :func:`score` and the ambiguity (how close the next-best call at another
 #: level came, 0..1) into the probability that the top call is right:
 #: ``1 / (1 + exp(-(a * score + b[group] + c * ambiguity [+ moved])))``, with an offset ``b``
-#: per group of calls (:func:`calibration_group`). The slopes ``a`` and ``c`` were fitted on 120 random 1 mm
-#: phantoms that are never the accuracy sweep's (seeds 300-359 and the tuning seeds 140-199):
+#: per group of calls (:func:`calibration_group`). The slopes ``a`` and ``c`` were fitted on
+#: 120 random 1 mm phantoms that are never the accuracy sweep's (seeds 300-359 and the tuning
+#: seeds 140-199):
 #: a higher score raises the confidence and an ambiguous call (a next-best call at another
 #: level nearly as strong) lowers it by up to 1.3 on the logit. The group's rate of right calls
 #: sets most of it. Tears on the sac's dependent side (``dependent_tear``,
